@@ -1,0 +1,383 @@
+#!/usr/bin/env node
+/** The `kiwi` command line. Each command's `--help` describes its flags. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { parseIncidentList, writeScenario } from './generate/index.js';
+import { createKiwi, type Kiwi } from './index.js';
+import { formatIngestError, ingestFile, ingestStream, type IngestSummary } from './ingest/ingest.js';
+import { log } from './log.js';
+import { DEFAULT_HTTP_PORT, startHttp, type RunningHttp } from './mcp/http.js';
+import { SERVER_INFO } from './mcp/server.js';
+import { pruneByRetention, SETTINGS, writeSetting, readSetting, isSettingKey } from './settings.js';
+import { resolveDbPath } from './store/database.js';
+import { Store } from './store/store.js';
+import { iso, parseDuration, parseTimeInput } from './time.js';
+import { runDemo } from './demo.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  /** One line per flag, shown by --help. */
+  flags: [string, string][];
+  run(values: Values, positionals: string[]): Promise<number>;
+}
+
+class UsageError extends Error {}
+
+const DB_FLAG: [string, string] = ['--db PATH', 'database file (default: $KIWI_DB, else ./.kiwi/kiwi.db)'];
+
+const commands: Record<string, Command> = {
+  serve: {
+    summary: 'run the MCP server (stdio by default, or Streamable HTTP)',
+    usage: 'kiwi serve [--db PATH] [--http [--port N] [--host H] [--allowed-hosts LIST]]',
+    options: {
+      db: { type: 'string' },
+      http: { type: 'boolean' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'allowed-hosts': { type: 'string' },
+      'self-interval': { type: 'string' },
+      'no-self-telemetry': { type: 'boolean' },
+    },
+    flags: [
+      DB_FLAG,
+      ['--http', 'serve MCP over Streamable HTTP at /mcp instead of stdio'],
+      ['--port N', `HTTP port (default ${DEFAULT_HTTP_PORT}; 0 picks a free one)`],
+      ['--host H', 'HTTP listen address (default 127.0.0.1); anything but loopback requires $KIWI_TOKEN'],
+      ['--allowed-hosts LIST', 'comma-separated extra host names accepted in the Host header'],
+      ['--self-interval DURATION', 'how often Kiwi samples its own process, e.g. 10s (default: setting telemetry.self_interval_ms)'],
+      ['--no-self-telemetry', "don't record Kiwi's own operations and process samples"],
+    ],
+    run: serve,
+  },
+  ingest: {
+    summary: 'load telemetry files (JSONL or CSV) into the store',
+    usage: 'kiwi ingest FILE... [--db PATH] [--strict] [--format jsonl|csv]    (FILE "-" reads stdin)',
+    options: { db: { type: 'string' }, strict: { type: 'boolean' }, format: { type: 'string' } },
+    flags: [
+      DB_FLAG,
+      ['--strict', 'reject a whole file, writing nothing of it, when any line is bad'],
+      ['--format jsonl|csv', 'input format (default: from the file name, else from the first line)'],
+    ],
+    run: ingest,
+  },
+  generate: {
+    summary: 'write realistic telemetry of a small agent platform, with optional incidents',
+    usage: 'kiwi generate --out FILE.jsonl [--days N] [--seed S] [--incidents LIST] [--end TIME] [--step DURATION]',
+    options: {
+      out: { type: 'string' },
+      days: { type: 'string' },
+      seed: { type: 'string' },
+      incidents: { type: 'string' },
+      end: { type: 'string' },
+      step: { type: 'string' },
+    },
+    flags: [
+      ['--out FILE', 'JSONL output; the ground truth goes beside it as FILE.truth.json'],
+      ['--days N', 'days of history (default 7)'],
+      ['--seed S', 'random seed; the same options give the same bytes (default 1)'],
+      [
+        '--incidents LIST',
+        'comma-separated: latency_spike, error_spike, permission_spike, memory_leak, flaky_connection; each may take @OFFSET, e.g. memory_leak@-6h',
+      ],
+      ['--end TIME', 'end of the data (default: now, floored to the step); ISO 8601 or epoch'],
+      ['--step DURATION', 'metric sampling step (default 60s)'],
+    ],
+    run: generate,
+  },
+  prune: {
+    summary: 'apply retention now: roll up and delete data older than the retention settings',
+    usage: 'kiwi prune [--db PATH]',
+    options: { db: { type: 'string' } },
+    flags: [DB_FLAG],
+    run: prune,
+  },
+  settings: {
+    summary: "read or change Kiwi's runtime settings (changes are kept with history and audited)",
+    usage: 'kiwi settings [list] | kiwi settings set KEY VALUE [--reason TEXT] | kiwi settings reset KEY   [--db PATH]',
+    options: { db: { type: 'string' }, reason: { type: 'string' } },
+    flags: [DB_FLAG, ['--reason TEXT', 'why, kept in the history and the audit trail']],
+    run: settings,
+  },
+  demo: {
+    summary: 'seed a store with a generated week, start `kiwi serve`, and walk a real MCP session against it',
+    usage: 'kiwi demo [--dir DIR] [--days N] [--seed S]',
+    options: { dir: { type: 'string' }, days: { type: 'string' }, seed: { type: 'string' } },
+    flags: [
+      ['--dir DIR', 'where the demo store and files go (default ./demo-out)'],
+      ['--days N', 'days of generated history (default 7)'],
+      ['--seed S', 'random seed (default 7)'],
+    ],
+    run: (values) =>
+      runDemo({
+        dir: (values.dir as string | undefined) ?? 'demo-out',
+        days: intFlag(values, 'days', 7),
+        seed: intFlag(values, 'seed', 7),
+      }),
+  },
+};
+
+function intFlag(values: Values, name: string, fallback: number): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n)) throw new UsageError(`--${name}: ${JSON.stringify(raw)} is not a whole number`);
+  return n;
+}
+
+function durationFlag(values: Values, name: string): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  try {
+    return parseDuration(String(raw));
+  } catch (err) {
+    throw new UsageError(`--${name}: ${(err as Error).message}`);
+  }
+}
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    `kiwi ${SERVER_INFO.version}: a self-managing observability server for agent systems, spoken over MCP`,
+    '',
+    'usage: kiwi <command> [flags]      kiwi <command> --help',
+    '',
+    'commands:',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'environment: KIWI_DB (database file), KIWI_TOKEN (HTTP bearer token), KIWI_LOG_LEVEL (debug|info|warn|error|silent)',
+  ].join('\n');
+}
+
+function commandHelp(name: string, c: Command): string {
+  const width = Math.max(...c.flags.map(([f]) => f.length), 9);
+  return [`kiwi ${name}: ${c.summary}`, '', `usage: ${c.usage}`, '', 'flags:', ...c.flags.map(([f, d]) => `  ${f.padEnd(width)}  ${d}`), `  ${'--help'.padEnd(width)}  this text`].join('\n');
+}
+
+// ------------------------------------------------------------------ commands
+
+async function serve(values: Values): Promise<number> {
+  const selfIntervalMs = durationFlag(values, 'self-interval');
+  const kiwi = createKiwi({
+    db: values.db as string | undefined,
+    selfTelemetry: values['no-self-telemetry'] !== true,
+    selfIntervalMs,
+  });
+  const retention = setInterval(() => runPrune(kiwi), 3_600_000);
+  retention.unref();
+  runPrune(kiwi);
+
+  let http: RunningHttp | null = null;
+  let stopping: Promise<void> | null = null;
+  const stop = (reason: string) => {
+    stopping ??= (async () => {
+      log.info(`shutting down (${reason})`);
+      clearInterval(retention);
+      if (http) await http.close();
+      await kiwi.close();
+    })();
+    return stopping;
+  };
+
+  if (values.http) {
+    const port = values.port === undefined ? DEFAULT_HTTP_PORT : intFlag(values, 'port', DEFAULT_HTTP_PORT);
+    const token = process.env.KIWI_TOKEN || undefined;
+    try {
+      http = await startHttp({
+        host: (values.host as string | undefined) ?? '127.0.0.1',
+        port,
+        token,
+        allowedHosts: (values['allowed-hosts'] as string | undefined)?.split(',').map((h) => h.trim()).filter(Boolean),
+        createServer: kiwi.createServer,
+      });
+    } catch (err) {
+      await kiwi.close();
+      throw err;
+    }
+    // The one line a launcher may read to find the port; stdout is not the protocol here.
+    process.stdout.write(`kiwi listening on ${http.url}\n`);
+    log.info(`MCP over HTTP at ${http.url}`, { db: kiwi.store.path, token: token ? 'required' : 'not set' });
+  } else {
+    const transport = new StdioServerTransport();
+    await kiwi.server.connect(transport);
+    process.stdin.once('end', () => void stop('stdin closed').then(() => process.exit(0)));
+    log.info('MCP over stdio', { db: kiwi.store.path });
+  }
+
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => void stop(signal).then(resolve));
+    }
+  });
+  return 0;
+}
+
+function runPrune(kiwi: Kiwi): void {
+  try {
+    const result = pruneByRetention(kiwi.store);
+    if (Object.values(result).some((n) => n > 0)) log.info('retention applied', { ...result });
+  } catch (err) {
+    log.warn('retention pass failed; will retry', { error: (err as Error).message });
+  }
+}
+
+async function ingest(values: Values, files: string[]): Promise<number> {
+  if (files.length === 0) throw new UsageError('name at least one FILE (or - for stdin)');
+  const format = values.format as string | undefined;
+  if (format !== undefined && format !== 'jsonl' && format !== 'csv') throw new UsageError('--format must be jsonl or csv');
+  const store = new Store(resolveDbPath(values.db as string | undefined));
+  let rejected = 0;
+  try {
+    for (const file of files) {
+      const options = { strict: values.strict === true, format: (format ?? 'auto') as 'jsonl' | 'csv' | 'auto' };
+      let summary: IngestSummary;
+      try {
+        summary = file === '-' ? await ingestStream(store, process.stdin, '<stdin>', options) : await ingestFile(store, file, options);
+      } catch (err) {
+        process.stderr.write(`${(err as Error).message}\n`);
+        rejected++;
+        continue;
+      }
+      for (const e of summary.errors) process.stderr.write(`${formatIngestError(e)}\n`);
+      if (summary.errors_truncated) process.stderr.write(`${file}: … more errors not shown\n`);
+      const { metrics, events, spans } = summary.written;
+      const strictNote = summary.strict && summary.rejected > 0 ? ' (strict: file rejected, nothing written)' : '';
+      process.stdout.write(
+        `${summary.source}: accepted ${summary.accepted}, rejected ${summary.rejected}${strictNote}; ` +
+          `wrote ${metrics} points, ${events} events, ${spans} spans\n`,
+      );
+      rejected += summary.rejected;
+    }
+  } finally {
+    store.close();
+  }
+  return rejected > 0 ? 1 : 0;
+}
+
+async function generate(values: Values): Promise<number> {
+  const out = values.out as string | undefined;
+  if (!out) throw new UsageError('--out FILE is required');
+  const stepMs = durationFlag(values, 'step') ?? 60_000;
+  let end: number;
+  try {
+    end = values.end === undefined ? Date.now() : parseTimeInput(String(values.end));
+  } catch (err) {
+    throw new UsageError(`--end: ${(err as Error).message}`);
+  }
+  end = Math.floor(end / stepMs) * stepMs;
+  let incidents;
+  try {
+    incidents = values.incidents === undefined ? [] : parseIncidentList(String(values.incidents));
+  } catch (err) {
+    throw new UsageError(`--incidents: ${(err as Error).message}`);
+  }
+  const days = intFlag(values, 'days', 7);
+  if (days < 1) throw new UsageError('--days must be at least 1');
+  const seed = intFlag(values, 'seed', 1);
+  const started = performance.now();
+  const { lines, truthPath } = await writeScenario({ days, seed, end, stepMs, incidents }, out);
+  process.stdout.write(
+    `${out}: ${lines} records, ${days} days ending ${iso(end)}, seed ${seed}, ` +
+      `incidents: ${incidents.length ? incidents.map((i) => i.type).join(', ') : 'none'} ` +
+      `(${((performance.now() - started) / 1000).toFixed(1)} s)\nground truth: ${truthPath}\n`,
+  );
+  return 0;
+}
+
+async function prune(values: Values): Promise<number> {
+  const store = new Store(resolveDbPath(values.db as string | undefined));
+  try {
+    const result = pruneByRetention(store);
+    process.stdout.write(
+      `rolled up ${result.points_rolled_up} minutes, deleted ${result.points_deleted} points, ${result.events_deleted} events, ` +
+        `${result.spans_deleted} spans, ${result.rollups_deleted} roll-ups\n`,
+    );
+  } finally {
+    store.close();
+  }
+  return 0;
+}
+
+async function settings(values: Values, args: string[]): Promise<number> {
+  const [action = 'list', key, raw] = args;
+  const store = new Store(resolveDbPath(values.db as string | undefined));
+  try {
+    if (action === 'list') {
+      for (const name of Object.keys(SETTINGS)) {
+        if (!isSettingKey(name)) continue;
+        const row = store.getSetting(name);
+        process.stdout.write(
+          `${name} = ${JSON.stringify(readSetting(store, name))}${row ? ` (set by ${row.updated_by} at ${iso(row.updated_at)})` : ' (default)'}\n` +
+            `    ${SETTINGS[name].description}\n`,
+        );
+      }
+      return 0;
+    }
+    if (action === 'set' || action === 'reset') {
+      if (!key || (action === 'set' && raw === undefined)) throw new UsageError(`usage: ${commands.settings!.usage}`);
+      let value: unknown;
+      if (action === 'set') {
+        try {
+          value = JSON.parse(raw!);
+        } catch {
+          value = raw;
+        }
+      }
+      const change = writeSetting(store, key, value, `cli:${process.env.USER ?? 'user'}`, values.reason as string | undefined);
+      process.stdout.write(`${key}: ${JSON.stringify(change.old_value)} -> ${JSON.stringify(change.new_value ?? 'default')}\n`);
+      return 0;
+    }
+    throw new UsageError(`unknown settings action "${action}"; use list, set or reset`);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  } finally {
+    store.close();
+  }
+}
+
+// ------------------------------------------------------------------ entry
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${mainHelp()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`${SERVER_INFO.version}\n`);
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`kiwi: unknown command "${name}"\n\n${mainHelp()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${commandHelp(name, command)}\n`);
+    return 0;
+  }
+  try {
+    const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    return await command.run(values as Values, positionals);
+  } catch (err) {
+    const usage = err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`kiwi ${name}: ${(err as Error).message}\n`);
+    if (usage) process.stderr.write(`usage: ${command.usage}   (kiwi ${name} --help)\n`);
+    return usage ? 2 : 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`kiwi: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

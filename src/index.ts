@@ -1,0 +1,59 @@
+/**
+ * Embedding API: `createKiwi()` opens a store and returns an MCP server a host can connect to
+ * any transport in-process (e.g. the SDK's InMemoryTransport).
+ */
+import { SelfTelemetry } from './ingest/self.js';
+import { createMcpServer, type KiwiMcpServer } from './mcp/server.js';
+import { readSetting } from './settings.js';
+import { resolveDbPath } from './store/database.js';
+import { Store } from './store/store.js';
+
+export interface KiwiOptions {
+  /** Database file; default `KIWI_DB`, else `./.kiwi/kiwi.db`. */
+  db?: string;
+  /** Record Kiwi's own operations and sample its process (default true). */
+  selfTelemetry?: boolean;
+  /** Sampling interval of Kiwi's own process; default the `telemetry.self_interval_ms` setting. */
+  selfIntervalMs?: number;
+}
+
+export interface Kiwi {
+  server: KiwiMcpServer;
+  store: Store;
+  /** Another server over the same store, for hosts that serve several sessions at once. */
+  createServer(): KiwiMcpServer;
+  /** Closes the server and the store; safe to call twice. */
+  close(): Promise<void>;
+}
+
+export function createKiwi(options: KiwiOptions = {}): Kiwi {
+  const store = new Store(resolveDbPath(options.db));
+  const telemetry =
+    options.selfTelemetry === false
+      ? null
+      : new SelfTelemetry(store, options.selfIntervalMs ?? readSetting(store, 'telemetry.self_interval_ms'));
+  if (telemetry) {
+    telemetry.sample();
+    telemetry.start();
+  }
+  const createServer = () => createMcpServer(store, telemetry);
+  const server = createServer();
+  let closed = false;
+  return {
+    server,
+    store,
+    createServer,
+    async close() {
+      if (closed) return;
+      closed = true;
+      telemetry?.stop();
+      await server.close();
+      store.close();
+    },
+  };
+}
+
+export { Store } from './store/store.js';
+export { SelfTelemetry, SELF_COMPONENT } from './ingest/self.js';
+export { ingestFile, ingestText, ingestValues, type IngestSummary } from './ingest/ingest.js';
+export type { TelemetryRecord, MetricRecord, EventRecord, SpanRecord } from './ingest/records.js';

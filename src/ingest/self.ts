@@ -1,0 +1,154 @@
+/**
+ * Kiwi's telemetry about itself, written into its own store under component `kiwi`: a span and
+ * metric points for every MCP operation it serves, and a periodic sample of its memory,
+ * event-loop delay and store size. Kiwi is then a component like any other.
+ */
+import { randomBytes } from 'node:crypto';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { log } from '../log.js';
+import type { Store } from '../store/store.js';
+import type { TelemetryRecord } from './records.js';
+
+export const SELF_COMPONENT = 'kiwi';
+
+export const SELF_METRICS = {
+  operationDuration: 'mcp.server.operation.duration',
+  operationErrors: 'mcp.server.operation.errors',
+  memoryRss: 'process.memory.usage',
+  heapUsed: 'v8js.memory.heap.used',
+  eventLoopDelayP99: 'nodejs.eventloop.delay.p99',
+  eventLoopDelayMean: 'nodejs.eventloop.delay.mean',
+  storeSize: 'kiwi.store.size',
+} as const;
+
+export interface OperationObservation {
+  /** JSON-RPC method, e.g. `tools/call`. */
+  method: string;
+  /** For `tools/call`: the tool's name. */
+  tool?: string;
+  start: number;
+  durationMs: number;
+  outcome: 'ok' | 'error';
+  /** A short class of failure: `tool_error`, `invalid_params`, or a JSON-RPC error code. */
+  errorType?: string;
+  errorMessage?: string;
+  sessionId?: string;
+}
+
+export class SelfTelemetry {
+  private timer: NodeJS.Timeout | null = null;
+  private readonly loopDelay: IntervalHistogram;
+
+  constructor(
+    private readonly store: Store,
+    private readonly intervalMs: number,
+  ) {
+    this.loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.loopDelay.enable();
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.loopDelay.disable();
+  }
+
+  recordOperation(op: OperationObservation): void {
+    const end = op.start + op.durationMs;
+    const labels: Record<string, string> = { 'mcp.method.name': op.method };
+    if (op.tool) labels['gen_ai.tool.name'] = op.tool;
+    const attrs: Record<string, unknown> = { ...labels };
+    if (op.sessionId) attrs['mcp.session.id'] = op.sessionId;
+    if (op.errorType) attrs['error.type'] = op.errorType;
+    const traceId = randomBytes(16).toString('hex');
+    const records: TelemetryRecord[] = [
+      {
+        type: 'span',
+        trace_id: traceId,
+        span_id: randomBytes(8).toString('hex'),
+        parent_id: null,
+        name: op.tool ? `${op.method} ${op.tool}` : op.method,
+        component: SELF_COMPONENT,
+        start: op.start,
+        duration_ms: op.durationMs,
+        status: op.outcome,
+        attrs,
+      },
+      {
+        type: 'metric',
+        ts: end,
+        name: SELF_METRICS.operationDuration,
+        value: op.durationMs / 1000,
+        component: SELF_COMPONENT,
+        labels: sortKeys(labels),
+      },
+    ];
+    if (op.outcome === 'error') {
+      records.push(
+        {
+          type: 'metric',
+          ts: end,
+          name: SELF_METRICS.operationErrors,
+          value: 1,
+          component: SELF_COMPONENT,
+          labels: sortKeys({ ...labels, 'error.type': op.errorType ?? 'error' }),
+        },
+        {
+          type: 'event',
+          ts: end,
+          kind: 'error',
+          component: SELF_COMPONENT,
+          level: 'error',
+          message: `${op.tool ?? op.method} failed: ${(op.errorMessage ?? op.errorType ?? 'error').slice(0, 500)}`,
+          attrs: { ...attrs, trace_id: traceId },
+        },
+      );
+    }
+    this.write(records);
+  }
+
+  /** One sample of Kiwi's own process; also called by the interval timer. */
+  sample(now: number = Date.now()): void {
+    const memory = process.memoryUsage();
+    const point = (name: string, value: number): TelemetryRecord => ({
+      type: 'metric',
+      ts: now,
+      name,
+      value,
+      component: SELF_COMPONENT,
+      labels: {},
+    });
+    const records = [
+      point(SELF_METRICS.memoryRss, memory.rss),
+      point(SELF_METRICS.heapUsed, memory.heapUsed),
+      point(SELF_METRICS.storeSize, this.store.sizeBytes()),
+    ];
+    if (this.loopDelay.count > 0) {
+      records.push(
+        point(SELF_METRICS.eventLoopDelayP99, this.loopDelay.percentile(99) / 1e9),
+        point(SELF_METRICS.eventLoopDelayMean, this.loopDelay.mean / 1e9),
+      );
+      this.loopDelay.reset();
+    }
+    this.write(records);
+  }
+
+  private write(records: TelemetryRecord[]): void {
+    try {
+      this.store.writeRecords(records);
+    } catch (err) {
+      // Losing a sample of ourselves must never take the server down.
+      log.warn('could not record self-telemetry', { error: (err as Error).message });
+    }
+  }
+}
+
+function sortKeys(labels: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}

@@ -1,0 +1,42 @@
+/** Shaping tool answers: complete structured content plus a compact text rendering. */
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+
+export function answer<T extends Record<string, unknown>>(structured: T, text: string): CallToolResult & { structuredContent: T } {
+  return { structuredContent: structured, content: [{ type: 'text', text }] };
+}
+
+/** Six significant digits: enough for any figure a model reasons about, and fewer tokens. */
+export function round(value: number): number;
+export function round(value: number | null): number | null;
+export function round(value: number | null): number | null {
+  if (value === null || !Number.isFinite(value)) return value;
+  return Number(value.toPrecision(6));
+}
+
+export function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** Attributes as JSON, cut to `max` characters (the cut form is a string, flagged as such). */
+export function boundedAttrs(attrs: Record<string, unknown>, max: number): Record<string, unknown> {
+  const json = JSON.stringify(attrs);
+  if (json.length <= max) return attrs;
+  return { _truncated: truncate(json, max) };
+}
+
+export function formatBytes(bytes: number | null): string {
+  if (bytes === null) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+export function labelText(component: string, labels: Record<string, string>): string {
+  const parts = [component, ...Object.entries(labels).map(([k, v]) => `${k}=${v}`)];
+  return `{${parts.join(', ')}}`;
+}

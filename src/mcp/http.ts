@@ -1,0 +1,191 @@
+/**
+ * MCP over Streamable HTTP at `/mcp`: one MCP server per session, all over the same store.
+ * Guards: the Host (and Origin, when sent) must name an allowed host, against DNS rebinding; a
+ * bearer token is required whenever one is configured, and one must be configured to listen on
+ * anything but loopback.
+ */
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { log } from '../log.js';
+import type { KiwiMcpServer } from './server.js';
+
+export interface HttpOptions {
+  host: string;
+  port: number;
+  /** Bearer token; required when `host` is not loopback. */
+  token?: string;
+  /** Host names accepted in the Host header besides the loopback names and `host` itself. */
+  allowedHosts?: string[];
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes?: number;
+  createServer: () => KiwiMcpServer;
+}
+
+export interface RunningHttp {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '::1', '[::1]'];
+const WILDCARD_HOSTS = ['0.0.0.0', '::'];
+export const DEFAULT_HTTP_PORT = 8787;
+const DEFAULT_MAX_BODY = 16 * 1024 * 1024;
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK_NAMES.includes(host) || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function sendJsonRpcError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
+}
+
+function hostnameOf(hostHeader: string): string | null {
+  try {
+    return new URL(`http://${hostHeader}`).hostname.toLowerCase();
+  } catch {
+    return null;
+  }
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new HttpError(413, `request body larger than ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new HttpError(400, 'request body is not valid JSON');
+  }
+}
+
+export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
+  const loopback = isLoopback(options.host);
+  if (!loopback && !options.token) {
+    throw new Error(`refusing to listen on ${options.host} without a token: set KIWI_TOKEN (or listen on 127.0.0.1)`);
+  }
+  const allowed = new Set([...LOOPBACK_NAMES, ...(options.allowedHosts ?? []).map((h) => h.toLowerCase())]);
+  if (!WILDCARD_HOSTS.includes(options.host)) allowed.add(options.host.toLowerCase());
+  // Bound to every interface with no names given: the token is the guard, any Host is accepted.
+  const anyHost = WILDCARD_HOSTS.includes(options.host) && !options.allowedHosts?.length;
+  const expectedAuth = options.token ? Buffer.from(`Bearer ${options.token}`) : null;
+  const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const sessions = new Map<string, { transport: StreamableHTTPServerTransport; server: KiwiMcpServer }>();
+
+  function checkGuards(req: IncomingMessage): void {
+    const host = req.headers.host ? hostnameOf(req.headers.host) : null;
+    if (!host) throw new HttpError(403, 'missing or malformed Host header');
+    if (!anyHost && !allowed.has(host)) throw new HttpError(403, `Host "${host}" is not allowed`);
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== 'null' && !anyHost) {
+      let originHost: string | null = null;
+      try {
+        originHost = new URL(origin).hostname.toLowerCase();
+      } catch {
+        // fall through: refused below
+      }
+      if (!originHost || !allowed.has(originHost)) throw new HttpError(403, `Origin "${origin}" is not allowed`);
+    }
+    if (expectedAuth) {
+      const given = Buffer.from(req.headers.authorization ?? '');
+      if (given.length !== expectedAuth.length || !timingSafeEqual(given, expectedAuth)) {
+        throw new HttpError(401, 'missing or wrong bearer token');
+      }
+    }
+  }
+
+  async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const sessionId = req.headers['mcp-session-id'];
+    const body = req.method === 'POST' ? await readBody(req, maxBody) : undefined;
+    const existing = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
+    if (existing) {
+      await existing.transport.handleRequest(req, res, body);
+      return;
+    }
+    if (sessionId !== undefined) throw new HttpError(404, 'unknown or expired session; initialize again');
+    if (req.method !== 'POST' || !isInitializeRequest(body)) {
+      throw new HttpError(400, 'no session: the first request must be an initialize request');
+    }
+    const server = options.createServer();
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { transport, server });
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    await transport.handleRequest(req, res, body);
+  }
+
+  const httpServer: Server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const handle = async () => {
+      checkGuards(req);
+      if (path === '/mcp') return handleMcp(req, res);
+      if (path === '/healthz' && req.method === 'GET') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: 'ok', sessions: sessions.size }));
+        return;
+      }
+      throw new HttpError(404, `nothing at ${path}; MCP is served at /mcp`);
+    };
+    handle().catch((err: unknown) => {
+      if (err instanceof HttpError) {
+        sendJsonRpcError(res, err.status, err.message, err.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+      } else {
+        log.error('HTTP request failed', { error: (err as Error).message });
+        sendJsonRpcError(res, 500, 'internal error');
+      }
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(options.port, options.host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (httpServer.address() as AddressInfo).port;
+  const shownHost = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    url: `http://${shownHost}:${port}/mcp`,
+    port,
+    async close() {
+      for (const { transport, server } of sessions.values()) {
+        await transport.close().catch(() => undefined);
+        await server.close().catch(() => undefined);
+      }
+      sessions.clear();
+      await new Promise<void>((resolve) => {
+        httpServer.close(() => resolve());
+        httpServer.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * Observes the MCP operations a transport carries: each `tools/call` request is timed from its
+ * arrival to its response and handed to self-telemetry with its outcome. Watching the transport
+ * (rather than wrapping tool handlers) also catches calls the SDK answers itself, such as
+ * arguments that fail validation.
+ */
+import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
+import {
+  isJSONRPCErrorResponse,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
+  type JSONRPCMessage,
+  type MessageExtraInfo,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { OperationObservation } from '../ingest/self.js';
+
+const OBSERVED_METHODS = new Set(['tools/call']);
+
+interface Pending {
+  method: string;
+  tool?: string;
+  start: number;
+  startedAt: number;
+}
+
+export class InstrumentedTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: <T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void;
+  private readonly pending = new Map<string | number, Pending>();
+
+  constructor(
+    readonly inner: Transport,
+    private readonly observe: (op: OperationObservation) => void,
+  ) {
+    inner.onclose = () => this.onclose?.();
+    inner.onerror = (error) => this.onerror?.(error);
+    inner.onmessage = (message, extra) => {
+      if (isJSONRPCRequest(message) && OBSERVED_METHODS.has(message.method)) {
+        const params = message.params as { name?: unknown } | undefined;
+        const entry: Pending = { method: message.method, start: Date.now(), startedAt: performance.now() };
+        if (typeof params?.name === 'string') entry.tool = params.name;
+        this.pending.set(message.id, entry);
+      }
+      this.onmessage?.(message, extra);
+    };
+  }
+
+  get sessionId(): string | undefined {
+    return this.inner.sessionId;
+  }
+
+  setProtocolVersion(version: string): void {
+    this.inner.setProtocolVersion?.(version);
+  }
+
+  start(): Promise<void> {
+    return this.inner.start();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
+    const id = isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message) ? message.id : undefined;
+    const entry = id === undefined ? undefined : this.pending.get(id);
+    try {
+      await this.inner.send(message, options);
+    } finally {
+      if (entry && id !== undefined) {
+        this.pending.delete(id);
+        this.observe(this.describe(entry, message));
+      }
+    }
+  }
+
+  private describe(entry: Pending, message: JSONRPCMessage): OperationObservation {
+    const op: OperationObservation = {
+      method: entry.method,
+      start: entry.start,
+      durationMs: performance.now() - entry.startedAt,
+      outcome: 'ok',
+    };
+    if (entry.tool !== undefined) op.tool = entry.tool;
+    if (this.sessionId !== undefined) op.sessionId = this.sessionId;
+    if (isJSONRPCErrorResponse(message)) {
+      op.outcome = 'error';
+      op.errorType = String(message.error.code);
+      op.errorMessage = message.error.message;
+    } else if (isJSONRPCResultResponse(message) && message.result.isError === true) {
+      op.outcome = 'error';
+      const text = firstText(message.result.content);
+      op.errorType = text?.startsWith('Input validation error') ? 'invalid_params' : 'tool_error';
+      if (text !== undefined) op.errorMessage = text;
+    }
+    return op;
+  }
+}
+
+function firstText(content: unknown): string | undefined {
+  if (!Array.isArray(content)) return undefined;
+  const item = content.find((c): c is { type: 'text'; text: string } => c?.type === 'text' && typeof c.text === 'string');
+  return item?.text;
+}

@@ -1,0 +1,32 @@
+/** Kiwi's MCP face: a server with every tool group registered, observing its own operations. */
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { SelfTelemetry } from '../ingest/self.js';
+import type { Store } from '../store/store.js';
+import { InstrumentedTransport } from './instrument.js';
+import { registerTelemetryTools } from './tools/telemetry.js';
+
+export const SERVER_INFO = { name: 'kiwi', version: '0.1.0' } as const;
+
+const INSTRUCTIONS =
+  'Kiwi keeps telemetry of an agent platform (metrics, events, spans, MCP connection state, permission decisions) and of ' +
+  'itself (component "kiwi"). Start with get_system_health, narrow with list_series, query_metrics and search_events. ' +
+  'Every answer is bounded and paginated; times accept ISO 8601, epoch numbers, "now" or "-15m".';
+
+/** An McpServer whose every connection is observed by Kiwi's self-telemetry, however the host connects it. */
+export class KiwiMcpServer extends McpServer {
+  constructor(private readonly telemetry: SelfTelemetry | null) {
+    super(SERVER_INFO, { capabilities: { logging: {} }, instructions: INSTRUCTIONS });
+  }
+
+  override async connect(transport: Transport): Promise<void> {
+    const telemetry = this.telemetry;
+    return super.connect(telemetry ? new InstrumentedTransport(transport, (op) => telemetry.recordOperation(op)) : transport);
+  }
+}
+
+export function createMcpServer(store: Store, telemetry: SelfTelemetry | null): KiwiMcpServer {
+  const server = new KiwiMcpServer(telemetry);
+  registerTelemetryTools(server, store);
+  return server;
+}

@@ -1,0 +1,50 @@
+/**
+ * Kiwi's runtime settings: a catalogue of known keys with defaults and validation. Values live
+ * in the store's `settings` table (with history); a key never set reads as its default.
+ */
+import { z } from 'zod';
+import type { Store } from './store/store.js';
+
+export const SETTINGS = {
+  'retention.raw_days': {
+    schema: z.number().positive().max(3650),
+    default: 30,
+    description: 'Raw points, events and spans older than this many days are pruned (points are first rolled up by minute).',
+  },
+  'retention.rollup_days': {
+    schema: z.number().positive().max(36500),
+    default: 365,
+    description: 'One-minute roll-ups older than this many days are pruned.',
+  },
+  'telemetry.self_interval_ms': {
+    schema: z.number().int().min(100).max(3_600_000),
+    default: 10_000,
+    description: "How often Kiwi samples its own memory, event-loop delay and store size.",
+  },
+} as const;
+
+export type SettingKey = keyof typeof SETTINGS;
+export type SettingValue<K extends SettingKey> = z.infer<(typeof SETTINGS)[K]['schema']>;
+
+export function isSettingKey(key: string): key is SettingKey {
+  return Object.hasOwn(SETTINGS, key);
+}
+
+export function readSetting<K extends SettingKey>(store: Store, key: K): SettingValue<K> {
+  const row = store.getSetting(key);
+  const parsed = row ? SETTINGS[key].schema.safeParse(row.value) : null;
+  return (parsed?.success ? parsed.data : SETTINGS[key].default) as SettingValue<K>;
+}
+
+export function writeSetting(store: Store, key: string, value: unknown, actor: string, reason?: string) {
+  if (!isSettingKey(key)) throw new Error(`unknown setting "${key}"; known: ${Object.keys(SETTINGS).join(', ')}`);
+  const parsed = SETTINGS[key].schema.safeParse(value);
+  if (!parsed.success) throw new Error(`${key}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  return store.changeSetting(key, parsed.data, actor, reason);
+}
+
+/** Applies the retention settings: what was pruned. */
+export function pruneByRetention(store: Store, now: number = Date.now()) {
+  const day = 86_400_000;
+  return store.prune(now - readSetting(store, 'retention.raw_days') * day, now - readSetting(store, 'retention.rollup_days') * day);
+}

@@ -1,0 +1,594 @@
+import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
+import type { Attributes, EventRecord, Labels, MetricRecord, SpanRecord, TelemetryRecord } from '../ingest/records.js';
+import { aggregateBuckets, quantileOfSorted, type Bucket, type RollupRow } from './buckets.js';
+import { openDatabase, type SqliteDatabase } from './database.js';
+
+export interface SeriesRow {
+  id: number;
+  name: string;
+  component: string;
+  labels: Labels;
+}
+
+export interface SeriesInfo extends SeriesRow {
+  first_ts: number | null;
+  last_ts: number | null;
+  last_value: number | null;
+}
+
+export interface SeriesFilter {
+  name?: string;
+  /** Matches names starting with this text (e.g. `process.`). */
+  name_prefix?: string;
+  component?: string;
+  /** Every given label must be present with this value; other labels may exist. */
+  labels?: Labels;
+}
+
+export interface StoredEvent {
+  id: number;
+  ts: number;
+  kind: string;
+  component: string;
+  level: string;
+  message: string;
+  attrs: Attributes;
+}
+
+export interface EventFilter {
+  kinds?: string[];
+  component?: string;
+  /** Lowest level to include, in the order trace < debug < info < warn < error < fatal. */
+  min_level?: string;
+  /** Case-insensitive substring of the message. */
+  text?: string;
+  from?: number;
+  to?: number;
+}
+
+export interface EventPage {
+  events: StoredEvent[];
+  /** Pass back as `cursor` for the next (older) page; null when there is none. */
+  next_cursor: string | null;
+}
+
+export interface StoredSpan {
+  trace_id: string;
+  span_id: string;
+  parent_id: string | null;
+  name: string;
+  component: string;
+  start: number;
+  duration_ms: number;
+  status: string;
+  attrs: Attributes;
+}
+
+export interface RequestStats {
+  count: number;
+  errors: number;
+  error_rate: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+}
+
+export interface ComponentRow {
+  name: string;
+  first_seen: number;
+  last_seen: number;
+}
+
+export interface WriteSummary {
+  metrics: number;
+  events: number;
+  spans: number;
+}
+
+export interface PruneResult {
+  points_rolled_up: number;
+  points_deleted: number;
+  rollups_deleted: number;
+  events_deleted: number;
+  spans_deleted: number;
+}
+
+export interface AuditEntry {
+  id: number;
+  ts: number;
+  actor: string;
+  action: string;
+  target: string | null;
+  details: Attributes;
+}
+
+export interface SettingRow {
+  key: string;
+  value: unknown;
+  updated_at: number;
+  updated_by: string;
+}
+
+export interface SettingChange {
+  id: number;
+  key: string;
+  old_value: unknown;
+  new_value: unknown;
+  ts: number;
+  actor: string;
+  reason: string | null;
+}
+
+export interface AnomalySummary {
+  id: string;
+  type: string;
+  severity: string;
+  status: string;
+  component: string;
+  description: string;
+  start_ts: number;
+  updated_at: number;
+}
+
+const LEVEL_ORDER = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+const OPEN_ANOMALY_STATUSES = ['open', 'acknowledged'];
+
+const parseJson = <T>(text: string | null): T => (text === null ? (null as T) : (JSON.parse(text) as T));
+
+function eventFingerprint(e: EventRecord, attrsJson: string): bigint {
+  const digest = createHash('sha1')
+    .update(`${e.ts}\u0000${e.kind}\u0000${e.component}\u0000${e.level}\u0000${e.message}\u0000${attrsJson}`)
+    .digest();
+  return digest.readBigInt64BE(0);
+}
+
+function encodeCursor(ts: number, id: number): string {
+  return Buffer.from(`${ts}:${id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { ts: number; id: number } {
+  const [ts, id] = Buffer.from(cursor, 'base64url').toString().split(':').map(Number);
+  if (!Number.isSafeInteger(ts) || !Number.isSafeInteger(id)) throw new Error('cursor is not one this server issued');
+  return { ts: ts!, id: id! };
+}
+
+/**
+ * The one place that speaks SQL. Every write goes through a transaction; a `Store` is meant to
+ * be long-lived (its statements are prepared once).
+ */
+export class Store {
+  readonly db: SqliteDatabase;
+  readonly path: string;
+  private readonly seriesIds = new Map<string, number>();
+  private readonly stmt: ReturnType<Store['prepareStatements']>;
+
+  constructor(path: string) {
+    this.path = path;
+    this.db = openDatabase(path);
+    this.stmt = this.prepareStatements();
+  }
+
+  private prepareStatements() {
+    const db = this.db;
+    return {
+      seriesInsert: db.prepare('INSERT OR IGNORE INTO series (name, component, labels) VALUES (?, ?, ?)'),
+      seriesId: db.prepare('SELECT id FROM series WHERE name = ? AND component = ? AND labels = ?').pluck(),
+      pointUpsert: db.prepare(
+        'INSERT INTO points (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value',
+      ),
+      eventInsert: db.prepare(
+        'INSERT OR IGNORE INTO events (ts, kind, component, level, message, attrs, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      spanUpsert: db.prepare(
+        `INSERT OR REPLACE INTO spans (trace_id, span_id, parent_id, name, component, start_ts, duration_ms, status, attrs)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      componentSeen: db.prepare(
+        `INSERT INTO components (name, first_seen, last_seen) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
+                                          last_seen = max(last_seen, excluded.last_seen)`,
+      ),
+      seriesFirst: db.prepare('SELECT ts FROM points WHERE series_id = ? ORDER BY ts ASC LIMIT 1').pluck(),
+      seriesFirstRollup: db.prepare('SELECT ts FROM rollups_1m WHERE series_id = ? ORDER BY ts ASC LIMIT 1').pluck(),
+      seriesLast: db.prepare('SELECT ts, value FROM points WHERE series_id = ? ORDER BY ts DESC LIMIT 1'),
+      pointsInRange: db.prepare('SELECT ts, value FROM points WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts').raw(),
+      rollupsInRange: db.prepare(
+        'SELECT ts, count, sum, min, max FROM rollups_1m WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts',
+      ),
+      allSeriesIds: db.prepare('SELECT id FROM series ORDER BY id').pluck(),
+      rollUp: db.prepare(
+        `INSERT INTO rollups_1m (series_id, ts, count, sum, min, max)
+         SELECT series_id, (ts / 60000) * 60000, count(*), sum(value), min(value), max(value)
+         FROM points WHERE series_id = ? AND ts < ?
+         GROUP BY ts / 60000
+         ON CONFLICT (series_id, ts) DO UPDATE SET count = count + excluded.count, sum = sum + excluded.sum,
+           min = min(min, excluded.min), max = max(max, excluded.max)`,
+      ),
+      deletePoints: db.prepare('DELETE FROM points WHERE series_id = ? AND ts < ?'),
+      deleteRollups: db.prepare('DELETE FROM rollups_1m WHERE series_id = ? AND ts < ?'),
+      deleteEvents: db.prepare('DELETE FROM events WHERE ts < ?'),
+      deleteSpans: db.prepare('DELETE FROM spans WHERE start_ts < ?'),
+      components: db.prepare('SELECT name, first_seen, last_seen FROM components ORDER BY name'),
+      requestSpans: db.prepare(
+        'SELECT duration_ms, status FROM spans WHERE component = ? AND start_ts >= ? AND start_ts < ?',
+      ).raw(),
+      auditInsert: db.prepare('INSERT INTO audit (ts, actor, action, target, details) VALUES (?, ?, ?, ?, ?)'),
+      auditList: db.prepare('SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?'),
+      settingGet: db.prepare('SELECT key, value, updated_at, updated_by FROM settings WHERE key = ?'),
+      settingAll: db.prepare('SELECT key, value, updated_at, updated_by FROM settings ORDER BY key'),
+      settingUpsert: db.prepare(
+        `INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
+                                         updated_by = excluded.updated_by`,
+      ),
+      settingDelete: db.prepare('DELETE FROM settings WHERE key = ?'),
+      settingHistoryInsert: db.prepare(
+        'INSERT INTO settings_history (key, old_value, new_value, ts, actor, reason) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      settingHistory: db.prepare('SELECT * FROM settings_history WHERE key = ? ORDER BY id DESC LIMIT ?'),
+      openAnomalies: db.prepare(
+        `SELECT id, type, severity, status, component, description, start_ts, updated_at FROM anomalies
+         WHERE status IN (${OPEN_ANOMALY_STATUSES.map(() => '?').join(', ')}) ORDER BY updated_at DESC LIMIT ?`,
+      ),
+    };
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Writes a batch in one transaction: all of it lands, or none of it. */
+  writeRecords(records: readonly TelemetryRecord[]): WriteSummary {
+    const summary: WriteSummary = { metrics: 0, events: 0, spans: 0 };
+    if (records.length === 0) return summary;
+    const seen = new Map<string, { first: number; last: number }>();
+    const note = (component: string, ts: number) => {
+      const s = seen.get(component);
+      if (!s) seen.set(component, { first: ts, last: ts });
+      else {
+        if (ts < s.first) s.first = ts;
+        if (ts > s.last) s.last = ts;
+      }
+    };
+    this.db
+      .transaction(() => {
+        for (const r of records) {
+          switch (r.type) {
+            case 'metric':
+              this.writePoint(r);
+              summary.metrics++;
+              note(r.component, r.ts);
+              break;
+            case 'event':
+              this.writeEvent(r);
+              summary.events++;
+              note(r.component, r.ts);
+              break;
+            case 'span':
+              this.writeSpan(r);
+              summary.spans++;
+              note(r.component, r.start);
+              break;
+          }
+        }
+        for (const [name, s] of seen) this.stmt.componentSeen.run(name, s.first, s.last);
+      })
+      .immediate();
+    return summary;
+  }
+
+  private writePoint(r: MetricRecord): void {
+    this.stmt.pointUpsert.run(this.seriesIdFor(r.name, r.component, r.labels), r.ts, r.value);
+  }
+
+  private writeEvent(r: EventRecord): void {
+    const attrs = JSON.stringify(r.attrs);
+    this.stmt.eventInsert.run(r.ts, r.kind, r.component, r.level, r.message, attrs, eventFingerprint(r, attrs));
+  }
+
+  private writeSpan(r: SpanRecord): void {
+    this.stmt.spanUpsert.run(
+      r.trace_id,
+      r.span_id,
+      r.parent_id,
+      r.name,
+      r.component,
+      r.start,
+      r.duration_ms,
+      r.status,
+      JSON.stringify(r.attrs),
+    );
+  }
+
+  /** Labels must already be canonical (keys sorted), as `normaliseRecord` leaves them. */
+  seriesIdFor(name: string, component: string, labels: Labels): number {
+    let labelsJson = '{}';
+    for (const _ in labels) {
+      labelsJson = JSON.stringify(labels);
+      break;
+    }
+    const key = `${name}\u0000${component}\u0000${labelsJson}`;
+    let id = this.seriesIds.get(key);
+    if (id === undefined) {
+      this.stmt.seriesInsert.run(name, component, labelsJson);
+      id = this.stmt.seriesId.get(name, component, labelsJson) as number;
+      this.seriesIds.set(key, id);
+    }
+    return id;
+  }
+
+  // ---------------------------------------------------------------- series and points
+
+  findSeries(filter: SeriesFilter, limit = 1000, offset = 0): { series: SeriesRow[]; total: number } {
+    const where = new Conditions();
+    if (filter.name !== undefined) where.add('name = ?', filter.name);
+    if (filter.name_prefix !== undefined) where.add("name LIKE ? ESCAPE '\\'", `${escapeLike(filter.name_prefix)}%`);
+    if (filter.component !== undefined) where.add('component = ?', filter.component);
+    for (const [key, value] of Object.entries(filter.labels ?? {})) {
+      where.add('json_extract(labels, ?) = ?', `$.${JSON.stringify(key)}`, value);
+    }
+    const total = this.db.prepare(`SELECT count(*) FROM series ${where.clause()}`).pluck().get(...where.params) as number;
+    const rows = this.db
+      .prepare(`SELECT id, name, component, labels FROM series ${where.clause()} ORDER BY name, component, labels LIMIT ? OFFSET ?`)
+      .all(...where.params, limit, offset) as { id: number; name: string; component: string; labels: string }[];
+    return { series: rows.map((r) => ({ ...r, labels: JSON.parse(r.labels) as Labels })), total };
+  }
+
+  describeSeries(series: SeriesRow): SeriesInfo {
+    const last = this.stmt.seriesLast.get(series.id) as { ts: number; value: number } | undefined;
+    const firstRaw = this.stmt.seriesFirst.get(series.id) as number | undefined;
+    const firstRollup = this.stmt.seriesFirstRollup.get(series.id) as number | undefined;
+    const first = firstRollup !== undefined ? firstRollup : firstRaw;
+    return { ...series, first_ts: first ?? null, last_ts: last?.ts ?? null, last_value: last?.value ?? null };
+  }
+
+  /** Points in [from, to), oldest first, as two parallel arrays. */
+  readPoints(seriesId: number, from: number, to: number): { ts: number[]; values: number[] } {
+    const rows = this.stmt.pointsInRange.all(seriesId, from, to) as [number, number][];
+    const ts = new Array<number>(rows.length);
+    const values = new Array<number>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      ts[i] = rows[i]![0];
+      values[i] = rows[i]![1];
+    }
+    return { ts, values };
+  }
+
+  /** Buckets of width `bucketMs` over [from, to), raw points and roll-ups together; empty buckets left out. */
+  queryBuckets(seriesId: number, from: number, to: number, bucketMs: number): Bucket[] {
+    const { ts, values } = this.readPoints(seriesId, from, to);
+    const rollups = this.stmt.rollupsInRange.all(seriesId, from, to) as RollupRow[];
+    return aggregateBuckets(ts, values, rollups, bucketMs);
+  }
+
+  latestValue(name: string, component: string): { ts: number; value: number } | null {
+    const { series } = this.findSeries({ name, component }, 1);
+    const first = series[0];
+    if (!first) return null;
+    return (this.stmt.seriesLast.get(first.id) as { ts: number; value: number } | undefined) ?? null;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  searchEvents(filter: EventFilter, limit: number, cursor?: string): EventPage {
+    const where = eventConditions(filter);
+    if (cursor !== undefined) {
+      const c = decodeCursor(cursor);
+      where.add('(ts < ? OR (ts = ? AND id < ?))', c.ts, c.ts, c.id);
+    }
+    const rows = this.db
+      .prepare(
+        `SELECT id, ts, kind, component, level, message, attrs FROM events ${where.clause()} ORDER BY ts DESC, id DESC LIMIT ?`,
+      )
+      .all(...where.params, limit + 1) as (Omit<StoredEvent, 'attrs'> & { attrs: string })[];
+    const page = rows.slice(0, limit).map((r) => ({ ...r, attrs: JSON.parse(r.attrs) as Attributes }));
+    const last = page[page.length - 1];
+    return { events: page, next_cursor: rows.length > limit && last ? encodeCursor(last.ts, last.id) : null };
+  }
+
+  /** The latest event of a kind for a component, e.g. its current connection state. */
+  latestEvent(kind: string, component: string): StoredEvent | null {
+    return this.searchEvents({ kinds: [kind], component }, 1).events[0] ?? null;
+  }
+
+  /** Counts events; `attr` narrows to those whose attribute `key` equals `value` (e.g. decision = deny). */
+  countEvents(filter: EventFilter & { attr?: { key: string; value: string } }): number {
+    const where = eventConditions(filter);
+    if (filter.attr) where.add('json_extract(attrs, ?) = ?', `$.${JSON.stringify(filter.attr.key)}`, filter.attr.value);
+    return this.db.prepare(`SELECT count(*) FROM events ${where.clause()}`).pluck().get(...where.params) as number;
+  }
+
+  // ---------------------------------------------------------------- spans
+
+  requestStats(component: string, from: number, to: number): RequestStats {
+    const rows = this.stmt.requestSpans.all(component, from, to) as [number, string][];
+    const durations = new Float64Array(rows.length);
+    let errors = 0;
+    rows.forEach(([duration, status], i) => {
+      durations[i] = duration;
+      if (status === 'error') errors++;
+    });
+    durations.sort();
+    return {
+      count: rows.length,
+      errors,
+      error_rate: rows.length ? errors / rows.length : 0,
+      p50_ms: rows.length ? quantileOfSorted(durations, 0.5) : null,
+      p95_ms: rows.length ? quantileOfSorted(durations, 0.95) : null,
+    };
+  }
+
+  listSpans(filter: { component?: string; trace_id?: string; from?: number; to?: number }, limit: number): StoredSpan[] {
+    const where = new Conditions();
+    if (filter.trace_id !== undefined) where.add('trace_id = ?', filter.trace_id);
+    if (filter.component !== undefined) where.add('component = ?', filter.component);
+    if (filter.from !== undefined) where.add('start_ts >= ?', filter.from);
+    if (filter.to !== undefined) where.add('start_ts < ?', filter.to);
+    const rows = this.db
+      .prepare(
+        `SELECT trace_id, span_id, parent_id, name, component, start_ts AS start, duration_ms, status, attrs
+         FROM spans ${where.clause()} ORDER BY start_ts DESC LIMIT ?`,
+      )
+      .all(...where.params, limit) as (Omit<StoredSpan, 'attrs'> & { attrs: string })[];
+    return rows.map((r) => ({ ...r, attrs: JSON.parse(r.attrs) as Attributes }));
+  }
+
+  // ---------------------------------------------------------------- components and anomalies
+
+  listComponents(): ComponentRow[] {
+    return this.stmt.components.all() as ComponentRow[];
+  }
+
+  openAnomalies(limit: number): AnomalySummary[] {
+    return this.stmt.openAnomalies.all(...OPEN_ANOMALY_STATUSES, limit) as AnomalySummary[];
+  }
+
+  // ---------------------------------------------------------------- audit (append-only)
+
+  appendAudit(entry: { actor: string; action: string; target?: string; details?: Attributes; ts?: number }): number {
+    const info = this.stmt.auditInsert.run(
+      entry.ts ?? Date.now(),
+      entry.actor,
+      entry.action,
+      entry.target ?? null,
+      JSON.stringify(entry.details ?? {}),
+    );
+    return Number(info.lastInsertRowid);
+  }
+
+  listAudit(limit: number, beforeId = Number.MAX_SAFE_INTEGER): AuditEntry[] {
+    const rows = this.stmt.auditList.all(beforeId, limit) as (Omit<AuditEntry, 'details'> & { details: string })[];
+    return rows.map((r) => ({ ...r, details: JSON.parse(r.details) as Attributes }));
+  }
+
+  // ---------------------------------------------------------------- settings (with history)
+
+  getSetting(key: string): SettingRow | null {
+    const row = this.stmt.settingGet.get(key) as (Omit<SettingRow, 'value'> & { value: string }) | undefined;
+    return row ? { ...row, value: JSON.parse(row.value) as unknown } : null;
+  }
+
+  listSettings(): SettingRow[] {
+    return (this.stmt.settingAll.all() as (Omit<SettingRow, 'value'> & { value: string })[]).map((r) => ({
+      ...r,
+      value: JSON.parse(r.value) as unknown,
+    }));
+  }
+
+  /** Sets (or, with `value === undefined`, resets to its default) a setting, recording the change and auditing it. */
+  changeSetting(key: string, value: unknown, actor: string, reason?: string): SettingChange {
+    const now = Date.now();
+    return this.db
+      .transaction(() => {
+        const before = this.stmt.settingGet.get(key) as { value: string } | undefined;
+        const oldJson = before?.value ?? null;
+        const newJson = value === undefined ? null : JSON.stringify(value);
+        if (newJson === null) this.stmt.settingDelete.run(key);
+        else this.stmt.settingUpsert.run(key, newJson, now, actor);
+        const info = this.stmt.settingHistoryInsert.run(key, oldJson, newJson, now, actor, reason ?? null);
+        this.appendAudit({ ts: now, actor, action: 'settings.change', target: key, details: { old_value: parseJson(oldJson), new_value: parseJson(newJson), reason: reason ?? null } });
+        return {
+          id: Number(info.lastInsertRowid),
+          key,
+          old_value: parseJson(oldJson),
+          new_value: parseJson(newJson),
+          ts: now,
+          actor,
+          reason: reason ?? null,
+        };
+      })
+      .immediate();
+  }
+
+  settingHistory(key: string, limit = 50): SettingChange[] {
+    const rows = this.stmt.settingHistory.all(key, limit) as (Omit<SettingChange, 'old_value' | 'new_value'> & {
+      old_value: string | null;
+      new_value: string | null;
+    })[];
+    return rows.map((r) => ({ ...r, old_value: parseJson(r.old_value), new_value: parseJson(r.new_value) }));
+  }
+
+  // ---------------------------------------------------------------- retention
+
+  /**
+   * Rolls raw points older than `rawBefore` into 1-minute roll-ups and deletes them; deletes
+   * events and spans older than `rawBefore` and roll-ups older than `rollupBefore`. One
+   * transaction per series, so a server sharing the file is never blocked for long.
+   */
+  prune(rawBefore: number, rollupBefore: number): PruneResult {
+    const result: PruneResult = { points_rolled_up: 0, points_deleted: 0, rollups_deleted: 0, events_deleted: 0, spans_deleted: 0 };
+    const perSeries = this.db.transaction((seriesId: number) => {
+      result.points_rolled_up += this.stmt.rollUp.run(seriesId, rawBefore).changes;
+      result.points_deleted += this.stmt.deletePoints.run(seriesId, rawBefore).changes;
+      result.rollups_deleted += this.stmt.deleteRollups.run(seriesId, rollupBefore).changes;
+    });
+    for (const id of this.stmt.allSeriesIds.all() as number[]) perSeries.immediate(id);
+    this.db
+      .transaction(() => {
+        result.events_deleted = this.stmt.deleteEvents.run(rawBefore).changes;
+        result.spans_deleted = this.stmt.deleteSpans.run(rawBefore).changes;
+      })
+      .immediate();
+    return result;
+  }
+
+  // ---------------------------------------------------------------- housekeeping
+
+  /** Bytes on disk: the database file and its write-ahead log. */
+  sizeBytes(): number {
+    let total = 0;
+    for (const suffix of ['', '-wal']) {
+      try {
+        total += statSync(this.path + suffix).size;
+      } catch {
+        // the WAL may not exist (yet, or after a checkpoint on close)
+      }
+    }
+    return total;
+  }
+
+  integrityCheck(): string {
+    return this.db.pragma('integrity_check', { simple: true }) as string;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+/** A growing list of SQL conditions and their parameters. */
+class Conditions {
+  readonly parts: string[] = [];
+  readonly params: (string | number)[] = [];
+  add(sql: string, ...params: (string | number)[]): void {
+    this.parts.push(sql);
+    this.params.push(...params);
+  }
+  clause(): string {
+    return this.parts.length ? `WHERE ${this.parts.join(' AND ')}` : '';
+  }
+}
+
+function placeholders(n: number): string {
+  return Array.from({ length: n }, () => '?').join(', ');
+}
+
+function eventConditions(filter: EventFilter): Conditions {
+  const where = new Conditions();
+  if (filter.kinds?.length) where.add(`kind IN (${placeholders(filter.kinds.length)})`, ...filter.kinds);
+  if (filter.component !== undefined) where.add('component = ?', filter.component);
+  if (filter.min_level !== undefined) {
+    const index = LEVEL_ORDER.indexOf(filter.min_level);
+    if (index < 0) throw new Error(`min_level must be one of ${LEVEL_ORDER.join(', ')}`);
+    const levels = LEVEL_ORDER.slice(index);
+    where.add(`level IN (${placeholders(levels.length)})`, ...levels);
+  }
+  if (filter.text !== undefined && filter.text !== '') where.add("message LIKE ? ESCAPE '\\'", `%${escapeLike(filter.text)}%`);
+  if (filter.from !== undefined) where.add('ts >= ?', filter.from);
+  if (filter.to !== undefined) where.add('ts < ?', filter.to);
+  return where;
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+export type { Bucket };

@@ -1,0 +1,43 @@
+/** Durations (`90s`, `15m`, `2h`, `7d`) and points in time as the tools and the CLI accept them. */
+import { parseTimestamp } from './ingest/records.js';
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$/;
+
+export function parseDuration(text: string): number {
+  const m = DURATION.exec(text.trim());
+  if (!m) throw new Error(`${JSON.stringify(text)} is not a duration such as 90s, 15m, 2h or 7d`);
+  return Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+/**
+ * A point in time: `now`, a relative `-15m` / `-2h` (before `now`), an ISO 8601 string, or an
+ * epoch number (seconds below 1e11, else milliseconds).
+ */
+export function parseTimeInput(input: string | number, now: number = Date.now()): number {
+  if (typeof input === 'string') {
+    const text = input.trim();
+    if (text === 'now') return now;
+    if (text.startsWith('-') && DURATION.test(text.slice(1))) return now - parseDuration(text.slice(1));
+  }
+  return parseTimestamp(input);
+}
+
+export function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** The largest of the usual widths that is at most `ms` (for human-friendly bucket sizes). */
+const NICE_WIDTHS = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800].map(
+  (s) => s * 1000,
+);
+export function niceWidthAtLeast(ms: number): number {
+  return NICE_WIDTHS.find((w) => w >= ms) ?? Math.ceil(ms / 86_400_000) * 86_400_000;
+}
+
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
