@@ -36,8 +36,10 @@ export function readSetting<K extends SettingKey>(store: Store, key: K): Setting
   return (parsed?.success ? parsed.data : SETTINGS[key].default) as SettingValue<K>;
 }
 
+/** Sets a known setting after validating it; `undefined` resets it to its default. */
 export function writeSetting(store: Store, key: string, value: unknown, actor: string, reason?: string) {
   if (!isSettingKey(key)) throw new Error(`unknown setting "${key}"; known: ${Object.keys(SETTINGS).join(', ')}`);
+  if (value === undefined) return store.changeSetting(key, undefined, actor, reason);
   const parsed = SETTINGS[key].schema.safeParse(value);
   if (!parsed.success) throw new Error(`${key}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
   return store.changeSetting(key, parsed.data, actor, reason);
