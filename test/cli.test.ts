@@ -1,0 +1,146 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Store } from '../src/store/store.js';
+import { runCli } from './helpers/cli.js';
+import { useTempDir } from './helpers/tmp.js';
+
+const tempDir = useTempDir();
+const metricLine = (i: number) => JSON.stringify({ type: 'metric', ts: 1_700_000_000 + i, name: 'm', value: i, component: 'c' });
+
+describe('kiwi --help', () => {
+  it('describes every command and each command its flags', async () => {
+    const main = await runCli(['--help']);
+    expect(main.code).toBe(0);
+    const commands = ['serve', 'ingest', 'generate', 'prune', 'settings', 'demo'];
+    for (const command of commands) expect(main.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+    for (const command of commands) {
+      const help = await runCli([command, '--help']);
+      expect(help.code, command).toBe(0);
+      expect(help.stdout, command).toMatch(new RegExp(`^usage: kiwi ${command}`, 'm'));
+      expect(help.stdout, command).toMatch(/^flags:/m);
+    }
+    const serveHelp = (await runCli(['serve', '--help'])).stdout;
+    for (const flag of ['--db', '--http', '--port', '--host', '--allowed-hosts', '--self-interval']) expect(serveHelp).toContain(flag);
+  });
+
+  it('refuses unknown commands and flags with usage, exit 2', async () => {
+    const unknown = await runCli(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    const badFlag = await runCli(['ingest', '--colour', 'x.jsonl']);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toMatch(/--colour/);
+    expect(badFlag.stderr).toMatch(/usage: kiwi ingest/);
+  });
+});
+
+describe('kiwi ingest', () => {
+  it('ingests files, reports bad lines as file:line: reason on stderr, exits 1 when any was rejected', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'kiwi.db');
+    const good = join(dir, 'good.jsonl');
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(good, [metricLine(1), metricLine(2)].join('\n'));
+    writeFileSync(bad, [metricLine(3), '{"type":"metric"}', metricLine(4)].join('\n'));
+    const ok = await runCli(['ingest', good, '--db', db]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('accepted 2, rejected 0');
+    const mixed = await runCli(['ingest', bad, '--db', db]);
+    expect(mixed.code).toBe(1);
+    expect(mixed.stderr).toMatch(new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2: `, 'm'));
+    expect(mixed.stdout).toContain('accepted 2, rejected 1');
+    const store = new Store(db);
+    expect(store.readPoints(store.findSeries({}).series[0]!.id, 0, 2e12).values).toEqual([1, 2, 3, 4]);
+    store.close();
+  });
+
+  it('with --strict writes nothing of a file with a bad line', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'kiwi.db');
+    const file = join(dir, 'mixed.jsonl');
+    writeFileSync(file, [metricLine(1), 'garbage', metricLine(2)].join('\n'));
+    const result = await runCli(['ingest', file, '--db', db, '--strict']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('strict: file rejected, nothing written');
+    const store = new Store(db);
+    expect(store.findSeries({}).total).toBe(0);
+    store.close();
+  });
+
+  it('reads stdin for "-", CSV too, and takes the database from KIWI_DB', async () => {
+    const db = join(tempDir(), 'env.db');
+    const csv = 'timestamp,component,metric,value\n2026-01-01T00:00:00Z,api,cpu,0.5\n2026-01-01T00:01:00Z,api,cpu,0.7\n';
+    const result = await runCli(['ingest', '-', '--format', 'csv'], { input: csv, env: { KIWI_DB: db } });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('<stdin>: accepted 2, rejected 0');
+    const store = new Store(db);
+    expect(store.findSeries({ name: 'cpu', component: 'api' }).total).toBe(1);
+    store.close();
+  });
+
+  it('says which file cannot be read, and goes on with the others', async () => {
+    const dir = tempDir();
+    const good = join(dir, 'good.jsonl');
+    writeFileSync(good, metricLine(1));
+    const result = await runCli(['ingest', join(dir, 'nope.jsonl'), good, '--db', join(dir, 'kiwi.db')]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/nope\.jsonl: cannot read \(ENOENT\)/);
+    expect(result.stdout).toContain('good.jsonl: accepted 1');
+  });
+});
+
+describe('kiwi settings and prune', () => {
+  it('lists, sets with a reason, refuses bad values, and resets', async () => {
+    const db = join(tempDir(), 'kiwi.db');
+    const list = await runCli(['settings', '--db', db]);
+    expect(list.stdout).toMatch(/^retention\.raw_days = 30 \(default\)/m);
+    const set = await runCli(['settings', 'set', 'retention.raw_days', '7', '--reason', 'small disk', '--db', db]);
+    expect(set.code).toBe(0);
+    expect(set.stdout).toContain('retention.raw_days: null -> 7');
+    const bad = await runCli(['settings', 'set', 'retention.raw_days', '"a week"', '--db', db]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/retention\.raw_days: /);
+    const unknown = await runCli(['settings', 'set', 'nope', '1', '--db', db]);
+    expect(unknown.stderr).toMatch(/unknown setting "nope"/);
+    expect((await runCli(['settings', 'reset', 'retention.raw_days', '--db', db])).code).toBe(0);
+    const store = new Store(db);
+    expect(store.settingHistory('retention.raw_days').map((h) => h.reason)).toEqual([null, 'small disk']);
+    store.close();
+    const prune = await runCli(['prune', '--db', db]);
+    expect(prune.code).toBe(0);
+    expect(prune.stdout).toMatch(/^rolled up 0 minutes, deleted 0 points/);
+  });
+});
+
+describe('kiwi generate', () => {
+  it('writes the same bytes for the same seed and end, with ground truth beside them', async () => {
+    const dir = tempDir();
+    const args = (out: string, seed: string) => ['generate', '--days', '1', '--seed', seed, '--end', '2026-03-01T00:00:00Z', '--incidents', 'latency_spike,memory_leak@-6h', '--out', out];
+    const a = await runCli(args(join(dir, 'a.jsonl'), '3'));
+    const b = await runCli(args(join(dir, 'b.jsonl'), '3'));
+    const c = await runCli(args(join(dir, 'c.jsonl'), '4'));
+    expect([a.code, b.code, c.code]).toEqual([0, 0, 0]);
+    expect(a.stdout).toMatch(/records, 1 days ending 2026-03-01T00:00:00.000Z, seed 3, incidents: latency_spike, memory_leak/);
+    const bytes = (name: string) => readFileSync(join(dir, name), 'utf8');
+    expect(bytes('a.jsonl')).toBe(bytes('b.jsonl'));
+    expect(bytes('a.jsonl')).not.toBe(bytes('c.jsonl'));
+    const truth = JSON.parse(bytes('a.truth.json')) as { incidents: { type: string; root_cause: { component: string } }[] };
+    expect(truth.incidents.map((i) => [i.type, i.root_cause.component])).toEqual([
+      ['latency_spike', 'mcp-search'],
+      ['memory_leak', 'worker'],
+    ]);
+    // what it writes, kiwi ingests without a single rejected line
+    const ingest = await runCli(['ingest', join(dir, 'a.jsonl'), '--db', join(dir, 'kiwi.db'), '--strict']);
+    expect(ingest.code).toBe(0);
+    expect(ingest.stdout).toMatch(/rejected 0/);
+  });
+
+  it('refuses bad options with the option named', async () => {
+    const out = join(tempDir(), 'x.jsonl');
+    expect((await runCli(['generate', '--out', out, '--incidents', 'meteor_strike'])).stderr).toMatch(/--incidents: .*meteor_strike/);
+    expect((await runCli(['generate', '--out', out, '--days', 'two'])).stderr).toMatch(/--days: "two" is not a whole number/);
+    expect((await runCli(['generate', '--out', out, '--end', 'later'])).stderr).toMatch(/--end: /);
+    expect((await runCli(['generate'])).stderr).toMatch(/--out FILE is required/);
+  });
+});
