@@ -1,4 +1,5 @@
 /** Aggregation of raw points and roll-ups into time buckets (no SQL here: the rows come from the store). */
+import { quantileOfSorted } from '../stats/robust.js';
 
 export interface Bucket {
   /** Bucket start, epoch ms, aligned to a multiple of the bucket width since the epoch. */
@@ -22,17 +23,6 @@ export interface RollupRow {
   sum: number;
   min: number;
   max: number;
-}
-
-/** Linear interpolation between closest ranks (the R-7 / Excel definition), on sorted input. */
-export function quantileOfSorted(sorted: ArrayLike<number>, q: number): number {
-  const n = sorted.length;
-  if (n === 0) return Number.NaN;
-  const pos = (n - 1) * q;
-  const lower = Math.floor(pos);
-  const upper = Math.min(lower + 1, n - 1);
-  const lo = sorted[lower]!;
-  return lo + (sorted[upper]! - lo) * (pos - lower);
 }
 
 /**

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import type { Attributes, EventRecord, Labels, MetricRecord, SpanRecord, TelemetryRecord } from '../ingest/records.js';
-import { aggregateBuckets, quantileOfSorted, type Bucket, type RollupRow } from './buckets.js';
+import { quantileOfSorted } from '../stats/robust.js';
+import { aggregateBuckets, type Bucket, type RollupRow } from './buckets.js';
 import { openDatabase, type SqliteDatabase } from './database.js';
 
 export interface SeriesRow {
