@@ -2,12 +2,14 @@
 import { parseTimestamp } from './ingest/records.js';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$/;
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$/;
 
+/** A positive duration: `90s`, `15m`, `1.5h`, `7d`, `2w`, or a bare number of milliseconds. */
 export function parseDuration(text: string): number {
   const m = DURATION.exec(text.trim());
-  if (!m) throw new Error(`${JSON.stringify(text)} is not a duration such as 90s, 15m, 2h or 7d`);
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
+  const ms = m ? Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!) : Number.NaN;
+  if (!(ms > 0)) throw new Error(`${JSON.stringify(text)} is not a positive duration such as 90s, 15m, 2h or 7d`);
+  return ms;
 }
 
 /**
