@@ -86,6 +86,18 @@ export interface WriteSummary {
   spans: number;
 }
 
+/** A batch as the ingest parser produces it: metric points as columns, other records as objects. */
+export interface ColumnarBatch {
+  /** Per point: an index into `seriesIds`. */
+  keyIndex: ArrayLike<number>;
+  seriesIds: readonly number[];
+  ts: ArrayLike<number>;
+  values: ArrayLike<number>;
+  records: readonly (EventRecord | SpanRecord)[];
+  /** [component, first ts, last ts] */
+  components: readonly (readonly [string, number, number])[];
+}
+
 export interface PruneResult {
   points_rolled_up: number;
   points_deleted: number;
@@ -274,6 +286,34 @@ export class Store {
       })
       .immediate();
     return summary;
+  }
+
+  /** Writes a parsed batch in one transaction (the file-ingest path). */
+  writeColumnar(batch: ColumnarBatch): WriteSummary {
+    const summary: WriteSummary = { metrics: batch.ts.length, events: 0, spans: 0 };
+    const { keyIndex, seriesIds, ts, values } = batch;
+    this.db
+      .transaction(() => {
+        const upsert = this.stmt.pointUpsert;
+        for (let i = 0; i < ts.length; i++) upsert.run(seriesIds[keyIndex[i]!], ts[i], values[i]);
+        for (const r of batch.records) {
+          if (r.type === 'event') {
+            this.writeEvent(r);
+            summary.events++;
+          } else {
+            this.writeSpan(r);
+            summary.spans++;
+          }
+        }
+        for (const [name, first, last] of batch.components) this.stmt.componentSeen.run(name, first, last);
+      })
+      .immediate();
+    return summary;
+  }
+
+  /** Runs `fn` in one transaction; writes inside it join that transaction. */
+  inTransaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
   }
 
   private writePoint(r: MetricRecord): void {
