@@ -12,7 +12,7 @@ import { pruneByRetention, SETTINGS, writeSetting, readSetting, isSettingKey } f
 import { resolveDbPath } from './store/database.js';
 import { Store } from './store/store.js';
 import { iso, parseDuration, parseTimeInput } from './time.js';
-import { runDemo } from './demo.js';
+import { runDemo } from './cli/demo.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | string[] | undefined>;

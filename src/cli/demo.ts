@@ -8,10 +8,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { INCIDENT_TYPES, writeScenario } from './generate/index.js';
-import { ingestFile } from './ingest/ingest.js';
-import { SERVER_INFO } from './mcp/server.js';
-import { Store } from './store/store.js';
+import { INCIDENT_TYPES, writeScenario } from '../generate/index.js';
+import { ingestFile } from '../ingest/ingest.js';
+import { SERVER_INFO } from '../mcp/server.js';
+import { Store } from '../store/store.js';
 
 export interface DemoOptions {
   dir: string;
@@ -24,7 +24,7 @@ export interface DemoOptions {
 
 /** How to start this same Kiwi as a child process (built JS, or TS through tsx in development). */
 export function kiwiCommand(): { command: string; args: string[] } {
-  const cli = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './cli.ts' : './cli.js', import.meta.url));
+  const cli = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../cli.ts' : '../cli.js', import.meta.url));
   const args = cli.endsWith('.ts') ? ['--import', 'tsx', cli] : [cli];
   return { command: process.execPath, args };
 }
