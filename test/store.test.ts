@@ -107,7 +107,7 @@ describe('points and buckets', () => {
     const before = store.queryBuckets(id, T0, T0 + 20 * MINUTE, 5 * MINUTE);
 
     const result = store.prune(T0 + 5 * MINUTE, 0);
-    expect(result).toMatchObject({ points_deleted: 6, points_rolled_up: 2, events_deleted: 1 });
+    expect(result).toMatchObject({ points_deleted: 6, points_rolled_up: 2, events_deleted: 1, components_forgotten: 0 });
     expect(store.readPoints(id, T0, T0 + 5 * MINUTE).ts).toEqual([]);
     const after = store.queryBuckets(id, T0, T0 + 20 * MINUTE, 5 * MINUTE);
     expect(after.map(({ start, count, sum, min, max }) => ({ start, count, sum, min, max }))).toEqual(
@@ -128,7 +128,9 @@ describe('points and buckets', () => {
     const store = openStore();
     const now = T0 + 40 * 86_400_000;
     store.writeRecords([metric(T0, 1), metric(now - 1000, 2)]);
-    expect(pruneByRetention(store, now).points_deleted).toBe(1); // default 30 days
+    store.writeRecords([metric(T0, 1, 'gone', 'retired-component')]);
+    expect(pruneByRetention(store, now)).toMatchObject({ points_deleted: 2, components_forgotten: 1 }); // default 30 days
+    expect(store.listComponents().map((c) => c.name)).toEqual(['api']);
     writeSetting(store, 'retention.raw_days', 0.5, 'test');
     store.writeRecords([metric(now - 86_400_000, 3)]);
     expect(pruneByRetention(store, now).points_deleted).toBe(1);

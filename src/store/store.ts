@@ -104,6 +104,7 @@ export interface PruneResult {
   rollups_deleted: number;
   events_deleted: number;
   spans_deleted: number;
+  components_forgotten: number;
 }
 
 export interface AuditEntry {
@@ -221,6 +222,7 @@ export class Store {
       deleteRollups: db.prepare('DELETE FROM rollups_1m WHERE series_id = ? AND ts < ?'),
       deleteEvents: db.prepare('DELETE FROM events WHERE ts < ?'),
       deleteSpans: db.prepare('DELETE FROM spans WHERE start_ts < ?'),
+      deleteComponents: db.prepare('DELETE FROM components WHERE last_seen < ?'),
       components: db.prepare('SELECT name, first_seen, last_seen FROM components ORDER BY name'),
       requestSpans: db.prepare(
         'SELECT duration_ms, status FROM spans WHERE component = ? AND start_ts >= ? AND start_ts < ?',
@@ -555,7 +557,14 @@ export class Store {
    * transaction per series, so a server sharing the file is never blocked for long.
    */
   prune(rawBefore: number, rollupBefore: number): PruneResult {
-    const result: PruneResult = { points_rolled_up: 0, points_deleted: 0, rollups_deleted: 0, events_deleted: 0, spans_deleted: 0 };
+    const result: PruneResult = {
+      points_rolled_up: 0,
+      points_deleted: 0,
+      rollups_deleted: 0,
+      events_deleted: 0,
+      spans_deleted: 0,
+      components_forgotten: 0,
+    };
     const perSeries = this.db.transaction((seriesId: number) => {
       result.points_rolled_up += this.stmt.rollUp.run(seriesId, rawBefore).changes;
       result.points_deleted += this.stmt.deletePoints.run(seriesId, rawBefore).changes;
@@ -566,6 +575,8 @@ export class Store {
       .transaction(() => {
         result.events_deleted = this.stmt.deleteEvents.run(rawBefore).changes;
         result.spans_deleted = this.stmt.deleteSpans.run(rawBefore).changes;
+        // a component with nothing newer than the raw retention has no raw data left to report on
+        result.components_forgotten = this.stmt.deleteComponents.run(rawBefore).changes;
       })
       .immediate();
     return result;
