@@ -13,6 +13,7 @@ import { resolveDbPath } from './store/database.js';
 import { Store } from './store/store.js';
 import { iso, parseDuration, parseTimeInput } from './time.js';
 import { runDemo } from './cli/demo.js';
+import { scoreCsvFile } from './detect/csv.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -88,6 +89,16 @@ const commands: Record<string, Command> = {
       ['--step DURATION', 'metric sampling step (default 60s)'],
     ],
     run: generate,
+  },
+  detect: {
+    summary: 'score a timestamp,value CSV causally, as Kiwi would live, writing each row\'s anomaly score and decision',
+    usage: 'kiwi detect --csv FILE --out FILE',
+    options: { csv: { type: 'string' }, out: { type: 'string' } },
+    flags: [
+      ['--csv FILE', 'input with a header naming timestamp and value (other columns are ignored)'],
+      ['--out FILE', 'output: timestamp,value,anomaly_score,anomaly (score in [0,1]; anomaly is Kiwi\'s own 0/1 decision)'],
+    ],
+    run: detect,
   },
   prune: {
     summary: 'apply retention now: roll up and delete data older than the retention settings',
@@ -286,6 +297,22 @@ async function generate(values: Values): Promise<number> {
       `(${((performance.now() - started) / 1000).toFixed(1)} s)\nground truth: ${truthPath}\n`,
   );
   return 0;
+}
+
+async function detect(values: Values): Promise<number> {
+  const csv = values.csv as string | undefined;
+  const out = values.out as string | undefined;
+  // Detection over the store (kiwi detect --lookback) arrives with the detect_anomalies tool.
+  if (!csv || !out) throw new UsageError('--csv FILE and --out FILE are required');
+  const started = performance.now();
+  const summary = await scoreCsvFile(csv, out);
+  for (const error of summary.errors) process.stderr.write(`${error}\n`);
+  const seconds = (performance.now() - started) / 1000;
+  process.stdout.write(
+    `${out}: ${summary.rows} rows scored, ${summary.anomalies} anomalies, ${summary.rejected} rejected ` +
+      `(${Math.round(summary.rows / seconds).toLocaleString('en')} rows/s)\n`,
+  );
+  return summary.rejected > 0 ? 1 : 0;
 }
 
 async function prune(values: Values): Promise<number> {

@@ -12,7 +12,7 @@ describe('kiwi --help', () => {
   it('describes every command and each command its flags', async () => {
     const main = await runCli(['--help']);
     expect(main.code).toBe(0);
-    const commands = ['serve', 'ingest', 'generate', 'prune', 'settings', 'demo'];
+    const commands = ['serve', 'ingest', 'generate', 'detect', 'prune', 'settings', 'demo'];
     for (const command of commands) expect(main.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     for (const command of commands) {
       const help = await runCli([command, '--help']);
@@ -142,5 +142,45 @@ describe('kiwi generate', () => {
     expect((await runCli(['generate', '--out', out, '--days', 'two'])).stderr).toMatch(/--days: "two" is not a whole number/);
     expect((await runCli(['generate', '--out', out, '--end', 'later'])).stderr).toMatch(/--end: /);
     expect((await runCli(['generate'])).stderr).toMatch(/--out FILE is required/);
+  });
+});
+
+describe('kiwi detect --csv', () => {
+  it('scores every row causally, flags an injected spike, and reports unreadable rows', async () => {
+    const dir = tempDir();
+    const input = join(dir, 'series.csv');
+    const rows = ['timestamp,value'];
+    for (let i = 0; i < 3000; i++) {
+      const noise = Math.sin(i * 12.9898) * 0.5; // deterministic jitter
+      const value = i === 2500 ? 60 : 20 + 5 * Math.sin((2 * Math.PI * i) / 288) + noise;
+      rows.push(`${new Date(Date.UTC(2026, 0, 1) + i * 300_000).toISOString()},${value.toFixed(3)}`);
+    }
+    rows.splice(1000, 0, 'not-a-time,1', '2026-02-01T00:00:00Z,lots');
+    writeFileSync(input, rows.join('\n'));
+    const out = join(dir, 'scored.csv');
+    const result = await runCli(['detect', '--csv', input, '--out', out]);
+    expect(result.code).toBe(1); // two rows could not be read
+    expect(result.stderr).toContain(`${input}:1001: timestamp "not-a-time"`);
+    expect(result.stderr).toContain(`${input}:1002: value "lots" is not a number`);
+    expect(result.stdout).toMatch(/3000 rows scored, \d+ anomalies, 2 rejected/);
+    const scored = readFileSync(out, 'utf8').trim().split('\n');
+    expect(scored[0]).toBe('timestamp,value,anomaly_score,anomaly');
+    expect(scored).toHaveLength(3001);
+    const spike = scored[2501]!.split(',');
+    expect(spike[1]).toBe('60.000');
+    expect(Number(spike[2])).toBeGreaterThanOrEqual(0.5);
+    expect(spike[3]).toBe('1');
+    const flagged = scored.slice(1).filter((line) => line.endsWith(',1')).length;
+    expect(flagged).toBeLessThanOrEqual(3);
+    for (const line of scored.slice(1)) {
+      const score = Number(line.split(',')[2]);
+      expect(score >= 0 && score <= 1).toBe(true);
+    }
+  });
+
+  it('needs both --csv and --out', async () => {
+    const result = await runCli(['detect', '--csv', 'x.csv']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--csv FILE and --out FILE are required/);
   });
 });
