@@ -15,6 +15,8 @@ import {
 import type { OperationObservation } from '../ingest/self.js';
 
 const OBSERVED_METHODS = new Set(['tools/call']);
+/** How the SDK words arguments refused by a tool's input schema (it prefixes McpError codes). */
+const INVALID_PARAMS = /^(MCP error -32602: )?Input validation error/;
 
 interface Pending {
   method: string;
@@ -91,7 +93,7 @@ export class InstrumentedTransport implements Transport {
     } else if (isJSONRPCResultResponse(message) && message.result.isError === true) {
       op.outcome = 'error';
       const text = firstText(message.result.content);
-      op.errorType = text?.startsWith('Input validation error') ? 'invalid_params' : 'tool_error';
+      op.errorType = text !== undefined && INVALID_PARAMS.test(text) ? 'invalid_params' : 'tool_error';
       if (text !== undefined) op.errorMessage = text;
     }
     return op;
