@@ -4,6 +4,7 @@ import type { Attributes, EventRecord, Labels, MetricRecord, SpanRecord, Telemet
 import { quantileOfSorted } from '../stats/robust.js';
 import { aggregateBuckets, type Bucket, type RollupRow } from './buckets.js';
 import { openDatabase, type SqliteDatabase } from './database.js';
+import { Conditions, escapeLike, placeholders } from './sql.js';
 
 export interface SeriesRow {
   id: number;
@@ -606,23 +607,6 @@ export class Store {
   }
 }
 
-/** A growing list of SQL conditions and their parameters. */
-class Conditions {
-  readonly parts: string[] = [];
-  readonly params: (string | number)[] = [];
-  add(sql: string, ...params: (string | number)[]): void {
-    this.parts.push(sql);
-    this.params.push(...params);
-  }
-  clause(): string {
-    return this.parts.length ? `WHERE ${this.parts.join(' AND ')}` : '';
-  }
-}
-
-function placeholders(n: number): string {
-  return Array.from({ length: n }, () => '?').join(', ');
-}
-
 function eventConditions(filter: EventFilter): Conditions {
   const where = new Conditions();
   if (filter.kinds?.length) where.add(`kind IN (${placeholders(filter.kinds.length)})`, ...filter.kinds);
@@ -639,8 +623,5 @@ function eventConditions(filter: EventFilter): Conditions {
   return where;
 }
 
-function escapeLike(text: string): string {
-  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
 
 export type { Bucket };

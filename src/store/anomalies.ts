@@ -1,0 +1,165 @@
+/**
+ * Stored anomalies. An anomaly is identified by its fingerprint (type, component and what it is
+ * about, e.g. a series) and its onset: while it stays open, later detections update the same
+ * record instead of adding another, and its id never changes.
+ */
+import { createHash } from 'node:crypto';
+import type { SqliteDatabase } from './database.js';
+import { Conditions, placeholders } from './sql.js';
+import type { Store } from './store.js';
+
+export const ANOMALY_STATUSES = ['open', 'acknowledged', 'resolved', 'false_positive'] as const;
+export type AnomalyStatus = (typeof ANOMALY_STATUSES)[number];
+export const SEVERITIES = ['info', 'warning', 'critical'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export interface Anomaly {
+  id: string;
+  fingerprint: string;
+  type: string;
+  severity: Severity;
+  status: AnomalyStatus;
+  component: string;
+  series_id: number | null;
+  description: string;
+  /** Onset, epoch ms. */
+  start_ts: number;
+  /** When it was last seen, epoch ms. */
+  end_ts: number | null;
+  score: number;
+  evidence: Record<string, unknown>;
+  suggested_action: string | null;
+  note: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** What a check reports; the store decides whether it is new or an update of an open one. */
+export type AnomalyFinding = Pick<
+  Anomaly,
+  'fingerprint' | 'type' | 'severity' | 'component' | 'series_id' | 'description' | 'start_ts' | 'end_ts' | 'score' | 'evidence' | 'suggested_action'
+>;
+
+export interface AnomalyFilter {
+  statuses?: AnomalyStatus[];
+  component?: string;
+  types?: string[];
+  /** Anomalies last seen at or after this time. */
+  since?: number;
+}
+
+type Row = Omit<Anomaly, 'evidence' | 'severity' | 'status'> & { evidence: string; severity: string; status: string };
+
+const SEVERITY_RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };
+
+function fromRow(row: Row): Anomaly {
+  return { ...row, severity: row.severity as Severity, status: row.status as AnomalyStatus, evidence: JSON.parse(row.evidence) as Record<string, unknown> };
+}
+
+export function anomalyId(fingerprint: string, start: number): string {
+  return `an_${createHash('sha1').update(`${fingerprint}\u0000${start}`).digest('hex').slice(0, 12)}`;
+}
+
+export class AnomalyStore {
+  private readonly db: SqliteDatabase;
+  private readonly stmt: ReturnType<AnomalyStore['prepare']>;
+
+  constructor(private readonly store: Store) {
+    this.db = store.db;
+    this.stmt = this.prepare();
+  }
+
+  private prepare() {
+    return {
+      get: this.db.prepare('SELECT * FROM anomalies WHERE id = ?'),
+      ongoing: this.db.prepare(
+        "SELECT * FROM anomalies WHERE fingerprint = ? AND status IN ('open', 'acknowledged') ORDER BY start_ts DESC LIMIT 1",
+      ),
+      insert: this.db.prepare(
+        `INSERT INTO anomalies (id, fingerprint, type, severity, status, component, series_id, description, start_ts, end_ts,
+                                score, evidence, suggested_action, note, created_at, updated_at)
+         VALUES (@id, @fingerprint, @type, @severity, 'open', @component, @series_id, @description, @start_ts, @end_ts,
+                 @score, @evidence, @suggested_action, NULL, @now, @now)`,
+      ),
+      refresh: this.db.prepare(
+        `UPDATE anomalies SET severity = @severity, description = @description, end_ts = @end_ts, score = @score,
+                              evidence = @evidence, suggested_action = @suggested_action, updated_at = @now
+         WHERE id = @id`,
+      ),
+      setStatus: this.db.prepare('UPDATE anomalies SET status = ?, note = ?, updated_at = ? WHERE id = ?'),
+      falsePositives: this.db.prepare(
+        "SELECT * FROM anomalies WHERE status = 'false_positive' AND fingerprint = ? ORDER BY updated_at DESC LIMIT ?",
+      ),
+    };
+  }
+
+  /**
+   * Records a finding: an open anomaly with the same fingerprint is updated (its onset and id
+   * kept, severity never lowered while it lasts); otherwise a new one is opened.
+   */
+  record(finding: AnomalyFinding, now: number = Date.now()): { anomaly: Anomaly; created: boolean } {
+    return this.store.inTransaction(() => {
+      const current = this.stmt.ongoing.get(finding.fingerprint) as Row | undefined;
+      const evidence = JSON.stringify(finding.evidence);
+      if (current) {
+        const severity =
+          SEVERITY_RANK[finding.severity] >= SEVERITY_RANK[current.severity as Severity] ? finding.severity : (current.severity as Severity);
+        this.stmt.refresh.run({
+          id: current.id,
+          severity,
+          description: finding.description,
+          end_ts: Math.max(finding.end_ts ?? finding.start_ts, current.end_ts ?? current.start_ts),
+          score: Math.max(finding.score, current.score),
+          evidence,
+          suggested_action: finding.suggested_action,
+          now,
+        });
+        return { anomaly: this.get(current.id)!, created: false };
+      }
+      const id = anomalyId(finding.fingerprint, finding.start_ts);
+      this.stmt.insert.run({ ...finding, id, evidence, now });
+      return { anomaly: this.get(id)!, created: true };
+    });
+  }
+
+  get(id: string): Anomaly | null {
+    const row = this.stmt.get.get(id) as Row | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  list(filter: AnomalyFilter, limit: number, offset = 0): { anomalies: Anomaly[]; total: number } {
+    const where = new Conditions();
+    if (filter.statuses?.length) where.add(`status IN (${placeholders(filter.statuses.length)})`, ...filter.statuses);
+    if (filter.types?.length) where.add(`type IN (${placeholders(filter.types.length)})`, ...filter.types);
+    if (filter.component !== undefined) where.add('component = ?', filter.component);
+    if (filter.since !== undefined) where.add('coalesce(end_ts, start_ts) >= ?', filter.since);
+    const total = this.db.prepare(`SELECT count(*) FROM anomalies ${where.clause()}`).pluck().get(...where.params) as number;
+    const rows = this.db
+      .prepare(`SELECT * FROM anomalies ${where.clause()} ORDER BY coalesce(end_ts, start_ts) DESC, id LIMIT ? OFFSET ?`)
+      .all(...where.params, limit, offset) as Row[];
+    return { anomalies: rows.map(fromRow), total };
+  }
+
+  /** Acknowledges, resolves, reopens or marks a false positive; audited. */
+  setStatus(id: string, status: AnomalyStatus, actor: string, note?: string): Anomaly {
+    return this.store.inTransaction(() => {
+      const before = this.get(id);
+      if (!before) throw new Error(`id: no anomaly "${id}"`);
+      const now = Date.now();
+      this.stmt.setStatus.run(status, note ?? before.note, now, id);
+      this.store.appendAudit({
+        ts: now,
+        actor,
+        action: 'anomaly.update',
+        target: id,
+        details: { from: before.status, to: status, note: note ?? null },
+      });
+      return this.get(id)!;
+    });
+  }
+
+  /** Past anomalies with this fingerprint that a person marked as false positives, newest first. */
+  falsePositives(fingerprint: string, limit = 20): Anomaly[] {
+    return (this.stmt.falsePositives.all(fingerprint, limit) as Row[]).map(fromRow);
+  }
+}
