@@ -21,6 +21,24 @@ export const SETTINGS = {
     default: 10_000,
     description: "How often Kiwi samples its own memory, event-loop delay and store size.",
   },
+  'detect.sensitivity': {
+    schema: z.number().min(0).max(1),
+    default: 0.5,
+    description:
+      'How readily detect_anomalies reports: 0.5 reports findings with p < 1e-6, 1 with p < 1e-3, 0 with p < 1e-9.',
+  },
+  'mcp.timeout_ms': {
+    schema: z.record(z.string().min(1), z.number().int().min(100).max(600_000)),
+    default: {} as Record<string, number>,
+    description:
+      'Per component: the tool-call timeout in milliseconds the platform should apply to that MCP server, e.g. {"mcp-search": 30000}. Set by directives (settings.set with a component).',
+  },
+  'mcp.circuit_breaker': {
+    schema: z.record(z.string().min(1), z.enum(['open', 'closed'])),
+    default: {} as Record<string, 'open' | 'closed'>,
+    description:
+      'Per component: "open" asks the platform to stop routing calls to that MCP server until closed again, e.g. {"mcp-github": "open"}. Set by directives.',
+  },
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;

@@ -1,5 +1,6 @@
 /** Shaping tool answers: complete structured content plus a compact text rendering. */
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { toSignificant } from '../stats/precision.js';
 
 export function answer<T extends Record<string, unknown>>(structured: T, text: string): CallToolResult & { structuredContent: T } {
   return { structuredContent: structured, content: [{ type: 'text', text }] };
@@ -9,8 +10,7 @@ export function answer<T extends Record<string, unknown>>(structured: T, text: s
 export function round(value: number): number;
 export function round(value: number | null): number | null;
 export function round(value: number | null): number | null {
-  if (value === null || !Number.isFinite(value)) return value;
-  return Number(value.toPrecision(6));
+  return value === null ? null : toSignificant(value, 6);
 }
 
 export function truncate(text: string, max: number): string {

@@ -1,0 +1,186 @@
+/**
+ * permission_spike (share of denied decisions) and connection_instability (disconnects of an MCP
+ * server), both read from events.
+ */
+import { poissonUpperTail } from '../../stats/distributions.js';
+import { toSignificant } from '../../stats/precision.js';
+import { median } from '../../stats/robust.js';
+import type { ConnectionRow, DecisionRow } from '../../store/detect.js';
+import {
+  clock,
+  elevatedRun,
+  scoreOfP,
+  severityFor,
+  smoothedRate,
+  type Check,
+  type CheckFinding,
+  type CheckOutput,
+} from '../context.js';
+
+const MIN_BASELINE_DECISIONS = 30;
+const MIN_DENIAL_RATIO = 3;
+const PATTERNS_SHOWN = 5;
+/** Disconnects are rare: their baseline is the day before the window. */
+const HOUR = 3_600_000;
+const CONNECTION_BASELINE_MS = 24 * HOUR;
+const MIN_DISCONNECTS = 3;
+
+function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const row of rows) {
+    const k = key(row);
+    const list = groups.get(k);
+    if (list) list.push(row);
+    else groups.set(k, [row]);
+  }
+  return groups;
+}
+
+export const permissionSpike: Check = {
+  name: 'permission_spike',
+  types: ['permission_spike'],
+  run(ctx): CheckOutput {
+    const findings: CheckFinding[] = [];
+    const examined: string[] = [];
+    const window = groupBy(ctx.reads.decisions(ctx.windowStart, ctx.now), (d) => d.component);
+    const baseline = groupBy(ctx.reads.decisions(ctx.baselineStart, ctx.windowStart), (d) => d.component);
+    for (const [component, decisions] of window) {
+      if (ctx.component !== undefined && component !== ctx.component) continue;
+      const base = baseline.get(component) ?? [];
+      if (base.length < MIN_BASELINE_DECISIONS) continue;
+      const fingerprint = `permission_spike|${component}`;
+      examined.push(fingerprint);
+      const baseRate = smoothedRate(base.filter((d) => d.denied).length, base.length, 0.001);
+      const run = elevatedRun(decisions.map((d) => d.denied), baseRate);
+      if (!run) continue;
+      const rate = run.hits / run.trials;
+      const score = scoreOfP(run.pValue);
+      if (rate / baseRate < MIN_DENIAL_RATIO || score < ctx.minScore) continue;
+      const denied = decisions.slice(run.index).filter((d) => d.denied);
+      const patterns = denialPatterns(denied, run.hits);
+      const top = patterns[0];
+      const onset = decisions[run.index]!.ts;
+      findings.push({
+        fingerprint,
+        type: 'permission_spike',
+        severity: severityFor(score, rate > 0.25),
+        component,
+        series_id: null,
+        description:
+          `${component} denies ${(rate * 100).toFixed(1)}% of decisions since ${clock(onset)} UTC, ${(rate / baseRate).toFixed(0)}x its usual ` +
+          `${(baseRate * 100).toFixed(2)}%` +
+          (top ? `; mostly ${top.permission ?? '?'} for ${top.principal ?? '?'} on ${top.tool ?? '?'} (${top.denials} of ${run.hits})` : ''),
+        start_ts: onset,
+        end_ts: decisions[decisions.length - 1]!.ts,
+        score,
+        magnitude: rate / baseRate,
+        evidence: {
+          denial_rate: toSignificant(rate, 4),
+          baseline_denial_rate: toSignificant(baseRate, 4),
+          factor: toSignificant(rate / baseRate, 4),
+          denials: run.hits,
+          decisions: run.trials,
+          p_value: run.pValue,
+          patterns,
+        },
+        suggested_action: 'triage_incident',
+      });
+    }
+    return { findings, examined };
+  },
+};
+
+function denialPatterns(denied: DecisionRow[], total: number) {
+  return [...groupBy(denied, (d) => `${d.principal}\u0000${d.tool}\u0000${d.permission}`).values()]
+    .map((rows) => ({
+      principal: rows[0]!.principal,
+      tool: rows[0]!.tool,
+      permission: rows[0]!.permission,
+      denials: rows.length,
+      share: toSignificant(rows.length / total, 3),
+    }))
+    .sort((a, b) => b.denials - a.denials)
+    .slice(0, PATTERNS_SHOWN);
+}
+
+export const connectionInstability: Check = {
+  name: 'connection_instability',
+  types: ['connection_instability'],
+  run(ctx): CheckOutput {
+    const findings: CheckFinding[] = [];
+    const examined: string[] = [];
+    const windowMs = ctx.now - ctx.windowStart;
+    const baseStart = ctx.windowStart - CONNECTION_BASELINE_MS;
+    const window = groupBy(ctx.reads.connections(ctx.windowStart, ctx.now), (c) => c.component);
+    const baseline = groupBy(ctx.reads.connections(baseStart, ctx.windowStart), (c) => c.component);
+    for (const component of new Set([...window.keys(), ...baseline.keys()])) {
+      if (ctx.component !== undefined && component !== ctx.component) continue;
+      const fingerprint = `connection_instability|${component}`;
+      examined.push(fingerprint);
+      const events = window.get(component) ?? [];
+      const disconnects = events.filter((e) => e.state === 'disconnected');
+      if (disconnects.length < MIN_DISCONNECTS) continue;
+      const baseDisconnects = (baseline.get(component) ?? []).filter((e) => e.state === 'disconnected');
+      // The median hour, not the mean: hours of an ongoing incident must not become its own baseline.
+      const hourly = new Array<number>(CONNECTION_BASELINE_MS / HOUR).fill(0);
+      for (const d of baseDisconnects) hourly[Math.floor((d.ts - baseStart) / HOUR)]!++;
+      const perHourUsually = Math.max(median(hourly), 0.5 / hourly.length);
+      const expected = perHourUsually * (windowMs / HOUR);
+      const p = poissonUpperTail(disconnects.length, expected);
+      const score = scoreOfP(p);
+      if (score < ctx.minScore) continue;
+      const mtbfSeconds = meanTimeBetween(disconnects, windowMs);
+      const downtimeSeconds = downtime(events, ctx.windowStart, ctx.now) / 1000;
+      const state = events[events.length - 1]?.state ?? null;
+      const perHour = disconnects.length / (windowMs / 3_600_000);
+      findings.push({
+        fingerprint,
+        type: 'connection_instability',
+        severity: severityFor(score, state === 'disconnected' || perHour >= 10),
+        component,
+        series_id: null,
+        description:
+          `${component} disconnected ${disconnects.length} times since ${clock(disconnects[0]!.ts)} UTC ` +
+          `(MTBF ${Math.round(mtbfSeconds)} s, ${Math.round(downtimeSeconds)} s down${state === 'disconnected' ? ', disconnected now' : ''})`,
+        start_ts: disconnects[0]!.ts,
+        end_ts: events[events.length - 1]!.ts,
+        score,
+        magnitude: disconnects.length / expected,
+        evidence: {
+          disconnects: disconnects.length,
+          mtbf_seconds: Math.round(mtbfSeconds),
+          downtime_seconds: Math.round(downtimeSeconds),
+          expected_disconnects: toSignificant(expected, 3),
+          baseline_disconnects_24h: baseDisconnects.length,
+          usual_per_hour: toSignificant(perHourUsually, 3),
+          current_state: state,
+          reasons: [...groupBy(disconnects, (d) => d.reason ?? 'unknown')].map(([reason, rows]) => ({ reason, count: rows.length })),
+          p_value: p,
+        },
+        suggested_action: 'flaky_connection_response',
+      });
+    }
+    return { findings, examined };
+  },
+};
+
+/** Mean time between failures: the spacing of disconnects, or the window over their count. */
+function meanTimeBetween(disconnects: ConnectionRow[], windowMs: number): number {
+  if (disconnects.length < 2) return windowMs / 1000 / Math.max(1, disconnects.length);
+  return (disconnects[disconnects.length - 1]!.ts - disconnects[0]!.ts) / (disconnects.length - 1) / 1000;
+}
+
+/** Milliseconds spent disconnected within [from, to). */
+function downtime(events: ConnectionRow[], from: number, to: number): number {
+  let total = 0;
+  let downSince: number | null = null;
+  for (const e of events) {
+    if (e.state === 'disconnected' && downSince === null) downSince = e.ts;
+    else if (e.state === 'connected' && downSince !== null) {
+      total += e.ts - downSince;
+      downSince = null;
+    }
+  }
+  if (downSince !== null) total += to - Math.max(from, downSince);
+  return total;
+}

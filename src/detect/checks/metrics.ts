@@ -1,0 +1,278 @@
+/**
+ * memory_leak (steady growth of process memory) and the generic check (any other series that
+ * leaves its baseline: a spike, a dip or a level shift).
+ */
+import { normalTwoSidedTail } from '../../stats/distributions.js';
+import { toSignificant } from '../../stats/precision.js';
+import { MAD_TO_SIGMA, mad, median, quantile } from '../../stats/robust.js';
+import { mannKendall, theilSen } from '../../stats/trend.js';
+import type { SeriesRow } from '../../store/store.js';
+import { clock, elevatedRun, scoreOfP, severityFor, type Check, type CheckFinding, type CheckOutput, type DetectionContext } from '../context.js';
+
+export const MEMORY_METRIC = 'process.memory.usage';
+/** Series other checks own, or that are per-operation samples rather than a signal over time. */
+const NOT_GENERIC = new Set([MEMORY_METRIC, 'mcp.server.operation.duration', 'mcp.server.operation.errors']);
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+/** A leak is judged over at least this long, whatever the lookback: GC sawtooth hides an hour's growth. */
+const LEAK_WINDOW_MS = 6 * HOUR;
+const LEAK_BUCKETS = 24;
+const MIN_LEAK_BUCKETS = 12;
+const MIN_GROWTH_PCT_PER_HOUR = 1;
+/** A single jump may make at most this share of the rise: a leak grows steadily. */
+const MAX_SHARE_OF_ONE_STEP = 0.5;
+
+const MIN_BASELINE_POINTS = 30;
+const SHIFT_TAIL = 0.01;
+const MIN_SHIFT_Z = 3;
+/** Without a day of history a daily ramp looks like a shift: then only a large one counts. */
+const MIN_SHIFT_Z_WITHOUT_SEASON = 8;
+const MIN_SPIKE_Z = 6;
+const MIN_SPIKE_Z_WITHOUT_SEASON = 12;
+/** A spike must be a new extreme for this long a history, not just for the recent baseline. */
+const SPIKE_HISTORY_MS = DAY;
+
+function seriesFor(ctx: DetectionContext, name: string | undefined): SeriesRow[] {
+  return ctx.store.findSeries({ ...(name ? { name } : {}), ...(ctx.component ? { component: ctx.component } : {}) }, 100_000).series;
+}
+
+export const memoryLeak: Check = {
+  name: 'memory_leak',
+  types: ['memory_leak'],
+  run(ctx): CheckOutput {
+    const findings: CheckFinding[] = [];
+    const examined: string[] = [];
+    const span = Math.max(LEAK_WINDOW_MS, ctx.now - ctx.windowStart);
+    const from = ctx.now - span;
+    const width = span / LEAK_BUCKETS;
+    for (const series of seriesFor(ctx, MEMORY_METRIC)) {
+      const { ts, values } = ctx.store.readPoints(series.id, from, ctx.now);
+      // The lowest point of each bucket: what is left after garbage collection.
+      const lows: { x: number; y: number }[] = [];
+      let i = 0;
+      for (let b = 0; b < LEAK_BUCKETS; b++) {
+        const end = from + (b + 1) * width;
+        let low = Infinity;
+        while (i < ts.length && ts[i]! < end) low = Math.min(low, values[i++]!);
+        if (low < Infinity) lows.push({ x: (b + 0.5) * (width / HOUR), y: low });
+      }
+      if (lows.length < MIN_LEAK_BUCKETS) continue;
+      const fingerprint = `memory_leak|${series.component}`;
+      examined.push(fingerprint);
+      const ys = lows.map((l) => l.y);
+      const trend = mannKendall(ys);
+      if (trend.trend !== 'increasing') continue;
+      const fit = theilSen(ys, lows.map((l) => l.x));
+      const startLevel = fit.intercept + fit.slope * lows[0]!.x;
+      const growthPct = startLevel > 0 ? (fit.slope / startLevel) * 100 : 0;
+      const rise = fit.slope * (lows[lows.length - 1]!.x - lows[0]!.x);
+      let largestStep = 0;
+      for (let k = 1; k < ys.length; k++) largestStep = Math.max(largestStep, ys[k]! - ys[k - 1]!);
+      const steady = rise > 0 && largestStep <= MAX_SHARE_OF_ONE_STEP * rise && growsInEachThird(lows);
+      const p = trend.pValue / 2; // one-sided: growth only
+      const score = scoreOfP(p);
+      if (!steady || growthPct < MIN_GROWTH_PCT_PER_HOUR || score < ctx.minScore) continue;
+      const current = values[values.length - 1]!;
+      findings.push({
+        fingerprint,
+        type: 'memory_leak',
+        severity: severityFor(score, growthPct >= 10),
+        component: series.component,
+        series_id: series.id,
+        description:
+          `${series.component} memory grows steadily, ${growthPct.toFixed(1)}%/h (${(fit.slope / 2 ** 20).toFixed(1)} MiB/h) ` +
+          `over the last ${Math.round(span / HOUR)} h; now ${(current / 2 ** 20).toFixed(0)} MiB`,
+        start_ts: from,
+        end_ts: ts[ts.length - 1]!,
+        score,
+        magnitude: growthPct,
+        evidence: {
+          growth_pct_per_hour: toSignificant(growthPct, 4),
+          growth_bytes_per_hour: Math.round(fit.slope),
+          current_bytes: current,
+          window_hours: toSignificant(span / HOUR, 3),
+          trend_test: { test: 'Mann-Kendall on post-GC lows', tau: toSignificant(trend.tau, 3), p_value: p, buckets: lows.length },
+          largest_single_step_share: toSignificant(largestStep / rise, 3),
+        },
+        suggested_action: 'memory_leak_response',
+      });
+    }
+    return { findings, examined };
+  },
+};
+
+/** Growth spread over the window, not one step: each third's own slope is positive. */
+function growsInEachThird(points: { x: number; y: number }[]): boolean {
+  const third = Math.floor(points.length / 3);
+  for (let k = 0; k < 3; k++) {
+    const part = points.slice(k * third, k === 2 ? points.length : (k + 1) * third);
+    if (part.length < 3 || theilSen(part.map((p) => p.y), part.map((p) => p.x)).slope <= 0) return false;
+  }
+  return true;
+}
+
+interface Baseline {
+  median: number;
+  sigma: number;
+  low: number;
+  high: number;
+  qLow: number;
+  qHigh: number;
+}
+
+function baselineOf(values: number[]): Baseline | null {
+  if (values.length < MIN_BASELINE_POINTS) return null;
+  const center = median(values);
+  let meanAbs = 0;
+  for (const v of values) meanAbs += Math.abs(v - center);
+  meanAbs /= values.length;
+  // MAD is zero on quantised or mostly-flat data; the mean deviation and a relative floor keep the scale honest.
+  const sigma = Math.max(MAD_TO_SIGMA * mad(values, center), 1.2533 * meanAbs, Math.abs(center) * 1e-3, 1e-12);
+  return {
+    median: center,
+    sigma,
+    low: Math.min(...values),
+    high: Math.max(...values),
+    qLow: quantile(values, SHIFT_TAIL),
+    qHigh: quantile(values, 1 - SHIFT_TAIL),
+  };
+}
+
+export const genericSeries: Check = {
+  name: 'generic',
+  types: ['spike', 'dip', 'level_shift'],
+  run(ctx): CheckOutput {
+    const findings: CheckFinding[] = [];
+    const examined: string[] = [];
+    for (const series of seriesFor(ctx, undefined)) {
+      if (NOT_GENERIC.has(series.name)) continue;
+      const window = ctx.store.readPoints(series.id, ctx.windowStart, ctx.now);
+      if (window.ts.length < 3) continue;
+      const recent = baselineOf(ctx.store.readPoints(series.id, ctx.baselineStart, ctx.windowStart).values);
+      if (!recent) continue;
+      const fingerprint = `generic|${series.id}`;
+      examined.push(fingerprint);
+      // The same hours a day earlier, when they exist: a daily rise is not a shift.
+      const seasonal = baselineOf(ctx.store.readPoints(series.id, ctx.windowStart - DAY - HOUR / 2, ctx.now - DAY + HOUR / 2).values);
+      const finding = levelShift(series, window, recent, seasonal, ctx) ?? spike(series, window, recent, seasonal, ctx);
+      if (finding) findings.push(finding);
+    }
+    return { findings, examined };
+  },
+};
+
+function describeSeries(series: SeriesRow): string {
+  const labels = Object.entries(series.labels).map(([k, v]) => `${k}=${v}`);
+  return `${series.name}{${[series.component, ...labels].join(', ')}}`;
+}
+
+function levelShift(
+  series: SeriesRow,
+  window: { ts: number[]; values: number[] },
+  recent: Baseline,
+  seasonal: Baseline | null,
+  ctx: DetectionContext,
+): CheckFinding | null {
+  const minTrials = Math.max(5, Math.floor(window.values.length / 12));
+  const high = Math.max(recent.qHigh, seasonal?.qHigh ?? -Infinity);
+  const low = Math.min(recent.qLow, seasonal?.qLow ?? Infinity);
+  const up = elevatedRun(window.values.map((v) => v > high), SHIFT_TAIL, minTrials);
+  const down = elevatedRun(window.values.map((v) => v < low), SHIFT_TAIL, minTrials);
+  const run = !down || (up && up.pValue <= down.pValue) ? up : down;
+  if (!run) return null;
+  const direction = run === up ? 'up' : 'down';
+  const level = median(window.values.slice(run.index));
+  const z = (level - recent.median) / recent.sigma;
+  const seasonalZ = seasonal ? (level - seasonal.median) / seasonal.sigma : z;
+  const score = scoreOfP(run.pValue);
+  const minZ = seasonal ? MIN_SHIFT_Z : MIN_SHIFT_Z_WITHOUT_SEASON;
+  if (Math.abs(z) < minZ || Math.abs(seasonalZ) < minZ || Math.sign(z) !== Math.sign(seasonalZ) || score < ctx.minScore) {
+    return null;
+  }
+  const onset = window.ts[run.index]!;
+  return {
+    fingerprint: `generic|${series.id}`,
+    type: 'level_shift',
+    severity: severityFor(score, Math.abs(z) >= 20),
+    component: series.component,
+    series_id: series.id,
+    description:
+      `${describeSeries(series)} shifted ${direction} since ${clock(onset)} UTC: ${toSignificant(level, 4)} against ` +
+      `${toSignificant(recent.median, 4)} usually (${toSignificant(Math.abs(z), 3)} sigma)`,
+    start_ts: onset,
+    end_ts: window.ts[window.ts.length - 1]!,
+    score,
+    magnitude: Math.abs(z),
+    evidence: {
+      series: { id: series.id, name: series.name, labels: series.labels },
+      direction,
+      level: toSignificant(level, 6),
+      baseline_median: toSignificant(recent.median, 6),
+      baseline_sigma: toSignificant(recent.sigma, 4),
+      z: toSignificant(z, 4),
+      seasonal_baseline_median: seasonal ? toSignificant(seasonal.median, 6) : null,
+      points_beyond_baseline: run.hits,
+      points: run.trials,
+      p_value: run.pValue,
+    },
+    suggested_action: 'triage_incident',
+  };
+}
+
+function spike(
+  series: SeriesRow,
+  window: { ts: number[]; values: number[] },
+  recent: Baseline,
+  seasonal: Baseline | null,
+  ctx: DetectionContext,
+): CheckFinding | null {
+  let worst = -1;
+  let worstZ = 0;
+  const minZ = seasonal ? MIN_SPIKE_Z : MIN_SPIKE_Z_WITHOUT_SEASON;
+  window.values.forEach((v, i) => {
+    const z = (v - recent.median) / recent.sigma;
+    // Only a new extreme counts: beyond everything the baselines saw, by a margin of one sigma.
+    const beyond =
+      (z > 0 && v > recent.high + recent.sigma && (!seasonal || v > seasonal.high + seasonal.sigma)) ||
+      (z < 0 && v < recent.low - recent.sigma && (!seasonal || v < seasonal.low - seasonal.sigma));
+    if (beyond && Math.abs(z) >= minZ && Math.abs(z) > Math.abs(worstZ)) {
+      worst = i;
+      worstZ = z;
+    }
+  });
+  if (worst < 0) return null;
+  const history = ctx.reads.extremes(series.id, ctx.windowStart - SPIKE_HISTORY_MS, ctx.windowStart);
+  const value = window.values[worst]!;
+  if (history && value <= history.max + recent.sigma && value >= history.min - recent.sigma) return null;
+  const p = Math.min(1, normalTwoSidedTail(worstZ) * window.values.length);
+  const score = scoreOfP(p);
+  if (score < ctx.minScore) return null;
+  const at = window.ts[worst]!;
+  const type = worstZ > 0 ? 'spike' : 'dip';
+  return {
+    fingerprint: `generic|${series.id}`,
+    type,
+    severity: severityFor(score, Math.abs(worstZ) >= 20),
+    component: series.component,
+    series_id: series.id,
+    description:
+      `${describeSeries(series)} ${type === 'spike' ? 'spiked to' : 'dipped to'} ${toSignificant(window.values[worst]!, 4)} at ${clock(at)} UTC ` +
+      `(usually ${toSignificant(recent.median, 4)}, ${toSignificant(Math.abs(worstZ), 3)} sigma)`,
+    start_ts: at,
+    end_ts: at,
+    score,
+    magnitude: Math.abs(worstZ),
+    evidence: {
+      series: { id: series.id, name: series.name, labels: series.labels },
+      value: window.values[worst],
+      baseline_median: toSignificant(recent.median, 6),
+      baseline_sigma: toSignificant(recent.sigma, 4),
+      baseline_range: [recent.low, recent.high],
+      z: toSignificant(worstZ, 4),
+      p_value: p,
+    },
+    suggested_action: 'triage_incident',
+  };
+}
+

@@ -1,0 +1,117 @@
+/** What every check receives, and the pieces of judgement they share. */
+import { binomialUpperTail } from '../stats/distributions.js';
+import type { AnomalyFinding } from '../store/anomalies.js';
+import type { DetectionReads } from '../store/detect.js';
+import type { Store } from '../store/store.js';
+
+export const ANOMALY_TYPES = [
+  'latency_spike',
+  'error_spike',
+  'permission_spike',
+  'memory_leak',
+  'connection_instability',
+  'spike',
+  'dip',
+  'level_shift',
+] as const;
+export type AnomalyType = (typeof ANOMALY_TYPES)[number];
+
+export interface DetectionContext {
+  store: Store;
+  reads: DetectionReads;
+  /** End of the window being judged (exclusive), epoch ms. */
+  now: number;
+  /** Start of the window: now - lookback. */
+  windowStart: number;
+  /** Start of the recent baseline, which ends where the window starts. */
+  baselineStart: number;
+  /** Findings below this score are not reported (from the sensitivity). */
+  minScore: number;
+  component?: string;
+}
+
+/** A finding plus the size of the effect, which false-positive feedback compares. */
+export interface CheckFinding extends AnomalyFinding {
+  /** A check-specific size of the effect (a factor, a ratio, a z): larger is more anomalous. */
+  magnitude: number;
+}
+
+export interface CheckOutput {
+  findings: CheckFinding[];
+  /** Fingerprints the check judged this run (found or not): what it may close when healed. */
+  examined: string[];
+}
+
+export interface Check {
+  name: string;
+  types: readonly AnomalyType[];
+  run(ctx: DetectionContext): CheckOutput;
+}
+
+/** p = 1e-6 scores 0.5, p = 1e-12 scores 1: a log scale, so tiny p-values stay comparable. */
+export function scoreOfP(p: number): number {
+  if (!(p < 1)) return 0;
+  return Math.min(1, -Math.log10(Math.max(p, 1e-300)) / 12);
+}
+
+/** Sensitivity in [0, 1] (default 0.5) to the lowest score reported: 0.5 -> p 1e-6, 1 -> p 1e-3, 0 -> p 1e-9. */
+export function minScoreFor(sensitivity: number): number {
+  const s = Math.min(1, Math.max(0, sensitivity));
+  return 0.75 - 0.5 * s;
+}
+
+export interface ElevatedRun {
+  /** Index of the first event of the run. */
+  index: number;
+  hits: number;
+  trials: number;
+  /** Upper-tail binomial p-value of the run against the base rate, corrected for the starts tried. */
+  pValue: number;
+}
+
+/**
+ * Over events in time order, each a hit or not (an error, a denial, a request slower than the
+ * baseline's p95), finds the start of the trailing run whose hit rate is most surprising against
+ * `baseRate`: the onset of an ongoing rise. At most `maxStarts` evenly spaced starts are tried,
+ * and the p-value is multiplied by their number (Bonferroni).
+ */
+export function elevatedRun(hits: ArrayLike<boolean>, baseRate: number, minTrials = 5, maxStarts = 60): ElevatedRun | null {
+  const n = hits.length;
+  if (n < minTrials) return null;
+  const suffixHits = new Int32Array(n + 1);
+  for (let i = n - 1; i >= 0; i--) suffixHits[i] = suffixHits[i + 1]! + (hits[i] ? 1 : 0);
+  const last = n - minTrials;
+  const step = Math.max(1, Math.ceil((last + 1) / maxStarts));
+  let best: ElevatedRun | null = null;
+  let tried = 0;
+  for (let i = 0; i <= last; i += step) {
+    tried++;
+    const trials = n - i;
+    const k = suffixHits[i]!;
+    if (k / trials <= baseRate) continue;
+    const p = binomialUpperTail(k, trials, baseRate);
+    if (!best || p < best.pValue) best = { index: i, hits: k, trials, pValue: p };
+  }
+  if (best) best.pValue = Math.min(1, best.pValue * tried);
+  return best;
+}
+
+/** A rate with half an event of prior, so zero observed events do not mean a rate of zero. */
+export function smoothedRate(events: number, trials: number, floor: number): number {
+  return Math.max(floor, (events + 0.5) / (trials + 1));
+}
+
+export function severityFor(score: number, critical: boolean): AnomalyFinding['severity'] {
+  if (critical) return 'critical';
+  return score >= 0.5 ? 'warning' : 'info';
+}
+
+export function formatMs(ms: number): string {
+  if (ms >= 60_000) return `${(ms / 60_000).toFixed(1)} min`;
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  return `${Math.round(ms)} ms`;
+}
+
+export function clock(ts: number): string {
+  return new Date(ts).toISOString().slice(11, 16);
+}

@@ -1,0 +1,149 @@
+/**
+ * detectAnomalies: runs the checks over a window, learns from false-positive marks, records what
+ * it finds (an ongoing anomaly is updated, not duplicated), and closes the open anomalies a check
+ * judged again and no longer sees.
+ */
+import { readSetting } from '../settings.js';
+import { AnomalyStore, type Anomaly } from '../store/anomalies.js';
+import { DetectionReads } from '../store/detect.js';
+import type { Store } from '../store/store.js';
+import { latencySpike, errorSpike } from './checks/requests.js';
+import { connectionInstability, permissionSpike } from './checks/events.js';
+import { genericSeries, memoryLeak } from './checks/metrics.js';
+import { minScoreFor, ANOMALY_TYPES, type AnomalyType, type Check, type CheckFinding, type DetectionContext } from './context.js';
+
+export const CHECKS: readonly Check[] = [latencySpike, errorSpike, permissionSpike, memoryLeak, connectionInstability, genericSeries];
+
+/** How much larger than a false positive a finding on the same fingerprint must be to be reported. */
+export const FALSE_POSITIVE_MARGIN = 1.5;
+const HOUR = 3_600_000;
+
+export interface DetectOptions {
+  /** End of the window; default now. */
+  now?: number;
+  /** Default 60 minutes. */
+  lookbackMs?: number;
+  /** How far before the window the baseline reaches; default 6 hours. */
+  baselineMs?: number;
+  component?: string;
+  types?: AnomalyType[];
+  /** 0..1; default the `detect.sensitivity` setting (0.5). */
+  sensitivity?: number;
+  /** Who ran it, for the audit trail of automatic resolutions. */
+  actor?: string;
+}
+
+export interface Suppressed {
+  fingerprint: string;
+  type: string;
+  component: string;
+  magnitude: number;
+  /** The magnitude it needed: FALSE_POSITIVE_MARGIN times the largest one marked false positive. */
+  required: number;
+  false_positive: string;
+}
+
+export interface DetectionResult {
+  window: { from: number; to: number };
+  baseline_from: number;
+  sensitivity: number;
+  /** Anomalies found in this run, new or updated, most severe first. */
+  anomalies: (Anomaly & { new: boolean })[];
+  /** Open anomalies judged again and no longer seen: closed as resolved. */
+  resolved: Anomaly[];
+  /** Findings held back because a person marked a similar one a false positive. */
+  suppressed: Suppressed[];
+  checks: { name: string; examined: number; found: number; ms: number }[];
+}
+
+const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 } as const;
+
+export function isAnomalyType(type: string): type is AnomalyType {
+  return (ANOMALY_TYPES as readonly string[]).includes(type);
+}
+
+export function detectAnomalies(store: Store, options: DetectOptions = {}): DetectionResult {
+  const now = options.now ?? Date.now();
+  const lookbackMs = options.lookbackMs ?? HOUR;
+  const sensitivity = options.sensitivity ?? readSetting(store, 'detect.sensitivity');
+  const windowStart = now - lookbackMs;
+  const ctx: DetectionContext = {
+    store,
+    reads: new DetectionReads(store.db),
+    now,
+    windowStart,
+    baselineStart: windowStart - (options.baselineMs ?? 6 * HOUR),
+    minScore: minScoreFor(sensitivity),
+    ...(options.component !== undefined ? { component: options.component } : {}),
+  };
+  const anomalies = new AnomalyStore(store);
+  const wanted = options.types?.length ? new Set<string>(options.types) : null;
+  const result: DetectionResult = {
+    window: { from: windowStart, to: now },
+    baseline_from: ctx.baselineStart,
+    sensitivity,
+    anomalies: [],
+    resolved: [],
+    suppressed: [],
+    checks: [],
+  };
+  const examined = new Set<string>();
+  const seen = new Set<string>();
+
+  for (const check of CHECKS) {
+    if (wanted && !check.types.some((t) => wanted.has(t))) continue;
+    const started = performance.now();
+    const output = check.run(ctx);
+    output.examined.forEach((f) => examined.add(f));
+    let found = 0;
+    for (const finding of output.findings) {
+      if (wanted && !wanted.has(finding.type)) continue;
+      seen.add(finding.fingerprint);
+      const held = heldBack(anomalies, finding);
+      if (held) {
+        result.suppressed.push(held);
+        continue;
+      }
+      const { magnitude, ...rest } = finding;
+      const { anomaly, created } = anomalies.record({ ...rest, evidence: { ...rest.evidence, magnitude } }, now);
+      result.anomalies.push({ ...anomaly, new: created });
+      found++;
+    }
+    result.checks.push({ name: check.name, examined: output.examined.length, found, ms: Math.round(performance.now() - started) });
+  }
+
+  // What a check judged again and did not find any more has healed.
+  const open = anomalies.list({ statuses: ['open', 'acknowledged'], ...(options.component ? { component: options.component } : {}) }, 10_000);
+  for (const anomaly of open.anomalies) {
+    if (!examined.has(anomaly.fingerprint) || seen.has(anomaly.fingerprint)) continue;
+    if (wanted && !wanted.has(anomaly.type)) continue;
+    result.resolved.push(anomalies.setStatus(anomaly.id, 'resolved', options.actor ?? 'kiwi:detect', `no longer observed in the window ending ${new Date(now).toISOString()}`));
+  }
+
+  result.anomalies.sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || b.score - a.score);
+  return result;
+}
+
+/** A finding no larger than FALSE_POSITIVE_MARGIN times one a person marked false positive is held back. */
+function heldBack(anomalies: AnomalyStore, finding: CheckFinding): Suppressed | null {
+  let largest: Anomaly | null = null;
+  let largestMagnitude = 0;
+  for (const fp of anomalies.falsePositives(finding.fingerprint)) {
+    const magnitude = Number(fp.evidence.magnitude ?? 0);
+    if (magnitude > largestMagnitude) {
+      largest = fp;
+      largestMagnitude = magnitude;
+    }
+  }
+  if (!largest) return null;
+  const required = largestMagnitude * FALSE_POSITIVE_MARGIN;
+  if (finding.magnitude >= required) return null;
+  return {
+    fingerprint: finding.fingerprint,
+    type: finding.type,
+    component: finding.component,
+    magnitude: finding.magnitude,
+    required,
+    false_positive: largest.id,
+  };
+}
