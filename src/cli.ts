@@ -14,6 +14,8 @@ import { Store } from './store/store.js';
 import { iso, parseDuration, parseTimeInput } from './time.js';
 import { runDemo } from './cli/demo.js';
 import { scoreCsvFile } from './detect/csv.js';
+import { ANOMALY_TYPES } from './detect/context.js';
+import { detectAnomalies, isAnomalyType } from './detect/service.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -91,12 +93,29 @@ const commands: Record<string, Command> = {
     run: generate,
   },
   detect: {
-    summary: 'score a timestamp,value CSV causally, as Kiwi would live, writing each row\'s anomaly score and decision',
-    usage: 'kiwi detect --csv FILE --out FILE',
-    options: { csv: { type: 'string' }, out: { type: 'string' } },
+    summary: 'find anomalies in the store (as the detect_anomalies tool does), or score a timestamp,value CSV causally',
+    usage: 'kiwi detect [--db PATH] [--lookback 60m] [--at TIME] [--component C] [--type T,...] [--sensitivity S] [--json] | kiwi detect --csv FILE --out FILE',
+    options: {
+      db: { type: 'string' },
+      lookback: { type: 'string' },
+      at: { type: 'string' },
+      component: { type: 'string' },
+      type: { type: 'string' },
+      sensitivity: { type: 'string' },
+      json: { type: 'boolean' },
+      csv: { type: 'string' },
+      out: { type: 'string' },
+    },
     flags: [
-      ['--csv FILE', 'input with a header naming timestamp and value (other columns are ignored)'],
-      ['--out FILE', 'output: timestamp,value,anomaly_score,anomaly (score in [0,1]; anomaly is Kiwi\'s own 0/1 decision)'],
+      DB_FLAG,
+      ['--lookback DURATION', 'window to judge, ending at --at (default 60m)'],
+      ['--at TIME', 'end of the window (default now): ISO 8601, epoch, or relative like -2h'],
+      ['--component C', 'only this component'],
+      ['--type T,...', `only these types: ${ANOMALY_TYPES.join(', ')}`],
+      ['--sensitivity S', '0..1 (default: setting detect.sensitivity, 0.5)'],
+      ['--json', 'print the full result as JSON'],
+      ['--csv FILE', 'instead: score a CSV with a header naming timestamp and value (other columns ignored)'],
+      ['--out FILE', "with --csv: write timestamp,value,anomaly_score,anomaly (score in [0,1]; anomaly is Kiwi's own 0/1 decision)"],
     ],
     run: detect,
   },
@@ -300,10 +319,54 @@ async function generate(values: Values): Promise<number> {
 }
 
 async function detect(values: Values): Promise<number> {
+  if (values.csv !== undefined || values.out !== undefined) return detectCsv(values);
+  const types = (values.type as string | undefined)?.split(',').map((t) => t.trim()).filter(Boolean) ?? [];
+  const unknown = types.filter((t) => !isAnomalyType(t));
+  if (unknown.length) throw new UsageError(`--type: unknown ${unknown.join(', ')}; known: ${ANOMALY_TYPES.join(', ')}`);
+  let at: number | undefined;
+  if (values.at !== undefined) {
+    try {
+      at = parseTimeInput(String(values.at));
+    } catch (err) {
+      throw new UsageError(`--at: ${(err as Error).message}`);
+    }
+  }
+  let sensitivity: number | undefined;
+  if (values.sensitivity !== undefined) {
+    sensitivity = Number(values.sensitivity);
+    if (!(sensitivity >= 0 && sensitivity <= 1)) throw new UsageError('--sensitivity must be a number from 0 to 1');
+  }
+  const store = new Store(resolveDbPath(values.db as string | undefined));
+  try {
+    const result = detectAnomalies(store, {
+      lookbackMs: durationFlag(values, 'lookback') ?? 3_600_000,
+      ...(at !== undefined ? { now: at } : {}),
+      ...(values.component !== undefined ? { component: String(values.component) } : {}),
+      types: types.filter(isAnomalyType),
+      ...(sensitivity !== undefined ? { sensitivity } : {}),
+      actor: `cli:${process.env.USER ?? 'user'}`,
+    });
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      return 0;
+    }
+    process.stdout.write(`${result.anomalies.length} anomalies in ${iso(result.window.from)} .. ${iso(result.window.to)}\n`);
+    for (const a of result.anomalies) {
+      process.stdout.write(`${a.new ? 'NEW ' : ''}${a.severity.toUpperCase()} ${a.type} ${a.component} [${a.id}]: ${a.description}` +
+        `${a.suggested_action ? ` -> ${a.suggested_action}` : ''}\n`);
+    }
+    for (const a of result.resolved) process.stdout.write(`resolved ${a.type} ${a.component} [${a.id}]\n`);
+    for (const s of result.suppressed) process.stdout.write(`held back ${s.type} ${s.component} (like false positive ${s.false_positive})\n`);
+  } finally {
+    store.close();
+  }
+  return 0;
+}
+
+async function detectCsv(values: Values): Promise<number> {
   const csv = values.csv as string | undefined;
   const out = values.out as string | undefined;
-  // Detection over the store (kiwi detect --lookback) arrives with the detect_anomalies tool.
-  if (!csv || !out) throw new UsageError('--csv FILE and --out FILE are required');
+  if (!csv || !out) throw new UsageError('--csv FILE and --out FILE are required together');
   const started = performance.now();
   const summary = await scoreCsvFile(csv, out);
   for (const error of summary.errors) process.stderr.write(`${error}\n`);

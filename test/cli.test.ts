@@ -181,6 +181,6 @@ describe('kiwi detect --csv', () => {
   it('needs both --csv and --out', async () => {
     const result = await runCli(['detect', '--csv', 'x.csv']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/--csv FILE and --out FILE are required/);
+    expect(result.stderr).toMatch(/--csv FILE and --out FILE are required together/);
   });
 });

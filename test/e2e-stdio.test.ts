@@ -59,7 +59,9 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
   it('lists its tools with schemas and annotations', async () => {
     const { tools } = await client.listTools();
     const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
-    expect(Object.keys(byName).sort()).toEqual(['get_system_health', 'ingest_telemetry', 'list_series', 'query_metrics', 'search_events']);
+    expect(Object.keys(byName)).toEqual(
+      expect.arrayContaining(['get_system_health', 'ingest_telemetry', 'list_series', 'query_metrics', 'search_events', 'detect_anomalies']),
+    );
     for (const tool of tools) {
       expect(tool.outputSchema, tool.name).toBeDefined();
       expect(tool.description!.length, tool.name).toBeGreaterThan(50);

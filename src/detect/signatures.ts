@@ -11,8 +11,8 @@ const MASKS: [RegExp, string][] = [
   [/\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b/g, '<email>'],
   [/\bhttps?:\/\/[^\s"'<>)]+/g, '<url>'],
   [/\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b/g, '<ip>'],
-  // hex ids of 6+ characters that contain a digit (plain words such as "deadbeef" rarely matter)
-  [/\b(?=[0-9a-f]*\d)[0-9a-f]{6,}\b/gi, '<hex>'],
+  // hex ids of 6+ characters with a digit and a letter (all digits is a number; all letters, a word)
+  [/\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b/gi, '<hex>'],
   // ids glued to a prefix: req_9f8e7d6c5b4a, sess-a1b2c3d4
   [/(?<=[a-z][_-])(?=[0-9a-z]*\d)[0-9a-z]{6,}\b/gi, '<id>'],
   [/(?:^|(?<=[\s(=:'"]))(?:\/[\w.@-]+){2,}\/?/g, '<path>'],

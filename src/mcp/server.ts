@@ -5,6 +5,7 @@ import type { SelfTelemetry } from '../ingest/self.js';
 import type { Store } from '../store/store.js';
 import { InstrumentedTransport } from './instrument.js';
 import { registerTelemetryTools } from './tools/telemetry.js';
+import { registerAnomalyTools } from './tools/anomalies.js';
 
 export const SERVER_INFO = { name: 'kiwi', version: '0.1.0' } as const;
 
@@ -28,5 +29,6 @@ export class KiwiMcpServer extends McpServer {
 export function createMcpServer(store: Store, telemetry: SelfTelemetry | null): KiwiMcpServer {
   const server = new KiwiMcpServer(telemetry);
   registerTelemetryTools(server, store);
+  registerAnomalyTools(server, store);
   return server;
 }

@@ -56,8 +56,9 @@ function fromRow(row: Row): Anomaly {
   return { ...row, severity: row.severity as Severity, status: row.status as AnomalyStatus, evidence: JSON.parse(row.evidence) as Record<string, unknown> };
 }
 
-export function anomalyId(fingerprint: string, start: number): string {
-  return `an_${createHash('sha1').update(`${fingerprint}\u0000${start}`).digest('hex').slice(0, 12)}`;
+export function anomalyId(fingerprint: string, start: number, occurrence = 1): string {
+  const key = occurrence === 1 ? `${fingerprint}\u0000${start}` : `${fingerprint}\u0000${start}\u0000${occurrence}`;
+  return `an_${createHash('sha1').update(key).digest('hex').slice(0, 12)}`;
 }
 
 export class AnomalyStore {
@@ -116,7 +117,9 @@ export class AnomalyStore {
         });
         return { anomaly: this.get(current.id)!, created: false };
       }
-      const id = anomalyId(finding.fingerprint, finding.start_ts);
+      // A closed anomaly with the same onset keeps its id (and its false-positive mark): take the next one.
+      let id = anomalyId(finding.fingerprint, finding.start_ts);
+      for (let n = 2; this.stmt.get.get(id); n++) id = anomalyId(finding.fingerprint, finding.start_ts, n);
       this.stmt.insert.run({ ...finding, id, evidence, now });
       return { anomaly: this.get(id)!, created: true };
     });

@@ -1,0 +1,215 @@
+/** detect_anomalies and the tools around stored anomalies. */
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { z } from 'zod';
+import { ANOMALY_TYPES } from '../../detect/context.js';
+import { detectAnomalies } from '../../detect/service.js';
+import { ANOMALY_STATUSES, AnomalyStore, type Anomaly } from '../../store/anomalies.js';
+import type { Store } from '../../store/store.js';
+import { iso, parseDuration, parseTimeInput } from '../../time.js';
+import { answer, boundedAttrs, round } from '../format.js';
+
+const LIMITS = { anomalies: 50, list: 100, evidenceChars: 3000 } as const;
+
+const anomalyShape = z.object({
+  id: z.string(),
+  type: z.string(),
+  severity: z.enum(['info', 'warning', 'critical']),
+  status: z.enum(ANOMALY_STATUSES),
+  component: z.string(),
+  description: z.string(),
+  start: z.string(),
+  end: z.string().nullable(),
+  score: z.number(),
+  evidence: z.record(z.string(), z.unknown()),
+  suggested_action: z.string().nullable(),
+  note: z.string().nullable(),
+});
+
+function shape(a: Anomaly) {
+  return {
+    id: a.id,
+    type: a.type,
+    severity: a.severity,
+    status: a.status,
+    component: a.component,
+    description: a.description,
+    start: iso(a.start_ts),
+    end: a.end_ts === null ? null : iso(a.end_ts),
+    score: round(a.score),
+    evidence: boundedAttrs(a.evidence, LIMITS.evidenceChars),
+    suggested_action: a.suggested_action,
+    note: a.note,
+  };
+}
+
+function line(a: Anomaly): string {
+  const action = a.suggested_action ? ` → ${a.suggested_action}` : '';
+  return `${a.severity.toUpperCase()} ${a.type} ${a.component} [${a.id}, ${a.status}]: ${a.description}${action}`;
+}
+
+const ACTIONS = { acknowledge: 'acknowledged', resolve: 'resolved', false_positive: 'false_positive', reopen: 'open' } as const;
+
+export function registerAnomalyTools(server: McpServer, store: Store): void {
+  const anomalies = new AnomalyStore(store);
+
+  server.registerTool(
+    'detect_anomalies',
+    {
+      title: 'Detect anomalies',
+      description:
+        'Judge the last `lookback` (default 60m) against each signal\'s own baseline (the 6 hours before, and the same hours a day ' +
+        'earlier) and report what is abnormal: latency_spike, error_spike (with the top error signatures), permission_spike (with ' +
+        'the principal/tool/permission pattern), memory_leak (trend over at least 6 h), connection_instability (disconnects, MTBF), ' +
+        'and spike / dip / level_shift on any other metric. Each anomaly has a stable id, severity, evidence and a ' +
+        'suggested_action (a directive). Findings are stored: an ongoing anomaly keeps its id, anomalies no longer seen are ' +
+        'resolved, and a finding no larger than one a person marked false_positive is held back. sensitivity 0..1 (default ' +
+        `0.5: p < 1e-6). At most ${LIMITS.anomalies} anomalies (limit, default 20), evidence cut at ${LIMITS.evidenceChars} characters.`,
+      inputSchema: {
+        lookback: z.string().default('60m').describe('Window to judge, e.g. 15m, 60m, 6h'),
+        at: z.union([z.string(), z.number()]).optional().describe('End of the window (default now): ISO 8601, epoch, or -2h'),
+        component: z.string().optional(),
+        types: z.array(z.enum(ANOMALY_TYPES)).optional(),
+        sensitivity: z.number().min(0).max(1).optional(),
+        limit: z.number().int().min(1).max(LIMITS.anomalies).default(20),
+      },
+      outputSchema: {
+        window: z.object({ from: z.string(), to: z.string() }),
+        anomalies: z.array(anomalyShape.extend({ new: z.boolean() })),
+        total: z.number(),
+        resolved: z.array(z.object({ id: z.string(), type: z.string(), component: z.string() })),
+        suppressed: z.array(
+          z.object({ type: z.string(), component: z.string(), magnitude: z.number(), required: z.number(), false_positive: z.string() }),
+        ),
+        checks: z.array(z.object({ name: z.string(), examined: z.number(), found: z.number(), ms: z.number() })),
+      },
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    async (args) => {
+      let lookbackMs: number;
+      try {
+        lookbackMs = parseDuration(args.lookback);
+      } catch (err) {
+        throw new Error(`lookback: ${(err as Error).message}`);
+      }
+      let now: number | undefined;
+      if (args.at !== undefined) {
+        try {
+          now = parseTimeInput(args.at);
+        } catch (err) {
+          throw new Error(`at: ${(err as Error).message}`);
+        }
+      }
+      const result = detectAnomalies(store, {
+        lookbackMs,
+        ...(now !== undefined ? { now } : {}),
+        ...(args.component !== undefined ? { component: args.component } : {}),
+        ...(args.types ? { types: args.types } : {}),
+        ...(args.sensitivity !== undefined ? { sensitivity: args.sensitivity } : {}),
+        actor: 'mcp:detect_anomalies',
+      });
+      const shown = result.anomalies.slice(0, args.limit);
+      const structured = {
+        window: { from: iso(result.window.from), to: iso(result.window.to) },
+        anomalies: shown.map((a) => ({ ...shape(a), new: a.new })),
+        total: result.anomalies.length,
+        resolved: result.resolved.map((a) => ({ id: a.id, type: a.type, component: a.component })),
+        suppressed: result.suppressed.map(({ type, component, magnitude, required, false_positive }) => ({
+          type,
+          component,
+          magnitude: round(magnitude),
+          required: round(required),
+          false_positive,
+        })),
+        checks: result.checks,
+      };
+      const text = [
+        `${result.anomalies.length} anomalies in ${structured.window.from} .. ${structured.window.to}` +
+          (result.anomalies.length > shown.length ? ` (showing ${shown.length})` : ''),
+        ...shown.map((a) => `${a.new ? 'NEW ' : ''}${line(a)}`),
+        ...result.resolved.map((a) => `resolved: ${a.type} ${a.component} [${a.id}]`),
+        ...result.suppressed.map((s) => `held back: ${s.type} ${s.component} (like false positive ${s.false_positive})`),
+      ].join('\n');
+      return answer(structured, text);
+    },
+  );
+
+  server.registerTool(
+    'list_anomalies',
+    {
+      title: 'List anomalies',
+      description:
+        'Stored anomalies, most recently seen first. status defaults to open and acknowledged; filter by component, type and ' +
+        `since (time). Paginated: limit (default 20, at most ${LIMITS.list}) and offset.`,
+      inputSchema: {
+        status: z.array(z.enum(ANOMALY_STATUSES)).optional(),
+        component: z.string().optional(),
+        type: z.string().optional(),
+        since: z.union([z.string(), z.number()]).optional(),
+        limit: z.number().int().min(1).max(LIMITS.list).default(20),
+        offset: z.number().int().min(0).default(0),
+      },
+      outputSchema: { total: z.number(), next_offset: z.number().nullable(), anomalies: z.array(anomalyShape) },
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    async (args) => {
+      let since: number | undefined;
+      if (args.since !== undefined) {
+        try {
+          since = parseTimeInput(args.since);
+        } catch (err) {
+          throw new Error(`since: ${(err as Error).message}`);
+        }
+      }
+      const { anomalies: rows, total } = anomalies.list(
+        {
+          statuses: args.status ?? ['open', 'acknowledged'],
+          ...(args.component !== undefined ? { component: args.component } : {}),
+          ...(args.type !== undefined ? { types: [args.type] } : {}),
+          ...(since !== undefined ? { since } : {}),
+        },
+        args.limit,
+        args.offset,
+      );
+      const next = args.offset + rows.length < total ? args.offset + rows.length : null;
+      const text = [`${total} anomalies`, ...rows.map(line), ...(next !== null ? [`next page: offset=${next}`] : [])].join('\n');
+      return answer({ total, next_offset: next, anomalies: rows.map(shape) }, text);
+    },
+  );
+
+  server.registerTool(
+    'get_anomaly',
+    {
+      title: 'Get an anomaly',
+      description: `One stored anomaly by id, with its evidence (cut at ${LIMITS.evidenceChars} characters).`,
+      inputSchema: { id: z.string() },
+      outputSchema: anomalyShape.shape,
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    async ({ id }) => {
+      const anomaly = anomalies.get(id);
+      if (!anomaly) throw new Error(`id: no anomaly "${id}"`);
+      return answer(shape(anomaly), `${line(anomaly)}\nevidence: ${JSON.stringify(shape(anomaly).evidence)}`);
+    },
+  );
+
+  server.registerTool(
+    'update_anomaly',
+    {
+      title: 'Update an anomaly',
+      description:
+        'Acknowledge, resolve, reopen, or mark an anomaly a false positive, with a note. A false-positive mark teaches detection: ' +
+        'later findings on the same signal are held back unless 1.5x larger. Every change is audited.',
+      inputSchema: {
+        id: z.string(),
+        action: z.enum(['acknowledge', 'resolve', 'false_positive', 'reopen']),
+        note: z.string().max(2000).optional(),
+      },
+      outputSchema: anomalyShape.shape,
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    async ({ id, action, note }) => {
+      const updated = anomalies.setStatus(id, ACTIONS[action], 'mcp:update_anomaly', note);
+      return answer(shape(updated), line(updated));
+    },
+  );
+}
