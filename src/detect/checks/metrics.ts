@@ -4,7 +4,7 @@
  */
 import { normalTwoSidedTail } from '../../stats/distributions.js';
 import { toSignificant } from '../../stats/precision.js';
-import { MAD_TO_SIGMA, mad, median, quantile } from '../../stats/robust.js';
+import { MAD_TO_SIGMA, median, quantileOfSorted, sortedCopy } from '../../stats/robust.js';
 import { mannKendall, theilSen } from '../../stats/trend.js';
 import type { SeriesRow } from '../../store/store.js';
 import { clock, elevatedRun, scoreOfP, severityFor, type Check, type CheckFinding, type CheckOutput, type DetectionContext } from '../context.js';
@@ -123,19 +123,25 @@ interface Baseline {
 
 function baselineOf(values: number[]): Baseline | null {
   if (values.length < MIN_BASELINE_POINTS) return null;
-  const center = median(values);
+  const sorted = sortedCopy(values);
+  const center = quantileOfSorted(sorted, 0.5);
+  const deviations = new Float64Array(sorted.length);
   let meanAbs = 0;
-  for (const v of values) meanAbs += Math.abs(v - center);
-  meanAbs /= values.length;
+  for (let i = 0; i < sorted.length; i++) {
+    deviations[i] = Math.abs(sorted[i]! - center);
+    meanAbs += deviations[i]!;
+  }
+  meanAbs /= sorted.length;
+  const madValue = quantileOfSorted(deviations.sort(), 0.5);
   // MAD is zero on quantised or mostly-flat data; the mean deviation and a relative floor keep the scale honest.
-  const sigma = Math.max(MAD_TO_SIGMA * mad(values, center), 1.2533 * meanAbs, Math.abs(center) * 1e-3, 1e-12);
+  const sigma = Math.max(MAD_TO_SIGMA * madValue, 1.2533 * meanAbs, Math.abs(center) * 1e-3, 1e-12);
   return {
     median: center,
     sigma,
-    low: Math.min(...values),
-    high: Math.max(...values),
-    qLow: quantile(values, SHIFT_TAIL),
-    qHigh: quantile(values, 1 - SHIFT_TAIL),
+    low: sorted[0]!,
+    high: sorted[sorted.length - 1]!,
+    qLow: quantileOfSorted(sorted, SHIFT_TAIL),
+    qHigh: quantileOfSorted(sorted, 1 - SHIFT_TAIL),
   };
 }
 
