@@ -23,6 +23,10 @@ describe('parseTimestamp', () => {
   it('refuses what is not a time, or is implausible', () => {
     expect(() => parseTimestamp('yesterday')).toThrow(/neither ISO 8601 nor an epoch/);
     expect(() => parseTimestamp('2026-13-45T00:00:00Z')).toThrow(/not a real date/);
+    expect(() => parseTimestamp('2026-02-31 00:00:00')).toThrow(/not a real date/);
+    expect(() => parseTimestamp('2026-02-29T00:00:00+02:00')).toThrow(/not a real date/);
+    expect(parseTimestamp('2024-02-29 12:00:00')).toBe(Date.UTC(2024, 1, 29, 12));
+    expect(parseTimestamp('2026-02-28 23:59:59.5')).toBe(Date.UTC(2026, 1, 28, 23, 59, 59, 500));
     expect(() => parseTimestamp(Number.NaN)).toThrow(/finite/);
     expect(() => parseTimestamp(-5)).toThrow(/outside 1970..2200/);
     expect(() => parseTimestamp(9e15)).toThrow(/outside/);

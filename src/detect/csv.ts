@@ -45,7 +45,8 @@ export async function scoreCsvFile(
     if (line.trim() === '') return;
     let fields: string[];
     try {
-      fields = splitCsvLine(line);
+      // Most files quote nothing: split on commas without the RFC 4180 parser.
+      fields = line.includes('"') ? splitCsvLine(line) : line.split(',');
     } catch (err) {
       return reject((err as Error).message);
     }

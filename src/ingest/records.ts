@@ -80,17 +80,61 @@ const MAX_MS = Date.UTC(2200, 0, 1);
 export function parseTimestamp(input: unknown): number {
   if (typeof input === 'number') return epochToMs(input);
   if (typeof input !== 'string') throw new Error('timestamp must be an ISO 8601 string or an epoch number');
+  const fast = plainUtcTimestamp(input);
+  if (fast !== null) return checkRange(fast, input);
   const text = input.trim();
   if (NUMERIC.test(text)) return epochToMs(Number(text));
   const m = ISO_8601.exec(text);
   if (!m) throw new Error(`timestamp ${JSON.stringify(input)} is neither ISO 8601 nor an epoch number`);
   const [, y, mo, d, h = '00', mi = '00', s = '00', frac = '', zone] = m;
+  // Date.parse would roll 31 February into March: a day must exist in its month.
+  if (Number(d) < 1 || Number(d) > new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate()) {
+    throw new Error(`timestamp ${JSON.stringify(input)} is not a real date`);
+  }
   let iso = `${y}-${mo}-${d}T${h}:${mi}:${s}`;
   if (frac) iso += `.${frac.slice(0, 3).padEnd(3, '0')}`;
   iso += zone ? normaliseZone(zone) : 'Z';
   const ms = Date.parse(iso);
   if (Number.isNaN(ms)) throw new Error(`timestamp ${JSON.stringify(input)} is not a real date`);
   return checkRange(ms, input);
+}
+
+const digit = (text: string, at: number): number => {
+  const d = text.charCodeAt(at) - 48;
+  return d >= 0 && d <= 9 ? d : NaN;
+};
+const digits = (text: string, at: number, n: number): number => {
+  let value = 0;
+  for (let i = 0; i < n; i++) value = value * 10 + digit(text, at + i);
+  return value;
+};
+
+/**
+ * `YYYY-MM-DD HH:MM:SS` (or with `T`, optional `.fff`, optional `Z`): the usual shape of
+ * timestamps in files, read without a regular expression or an intermediate string. Returns null
+ * for any other shape, which the general parser then reads.
+ */
+function plainUtcTimestamp(text: string): number | null {
+  const n = text.length;
+  if (n !== 19 && n !== 20 && n !== 23 && n !== 24) return null;
+  const sep = text.charCodeAt(10);
+  if (text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || (sep !== 32 && sep !== 84)) return null;
+  if (text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58) return null;
+  let end = 19;
+  let millis = 0;
+  if (n >= 23) {
+    if (text.charCodeAt(19) !== 46) return null;
+    millis = digits(text, 20, 3);
+    end = 23;
+  }
+  if (n === end + 1 && text.charCodeAt(end) !== 90) return null;
+  if (n !== end && n !== end + 1) return null;
+  const [year, month, day, hour, minute, second] = [digits(text, 0, 4), digits(text, 5, 2), digits(text, 8, 2), digits(text, 11, 2), digits(text, 14, 2), digits(text, 17, 2)];
+  if (Number.isNaN(year + month + day + hour + minute + second + millis)) return null;
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
+  const ms = Date.UTC(year, month - 1, day, hour, minute, second, millis);
+  // Date.UTC rolls 31 February over into March: a real date reads back the same day.
+  return new Date(ms).getUTCDate() === day ? ms : null;
 }
 
 function normaliseZone(zone: string): string {
