@@ -143,19 +143,23 @@ export class AnomalyStore {
     return { anomalies: rows.map(fromRow), total };
   }
 
-  /** Acknowledges, resolves, reopens or marks a false positive; audited. */
-  setStatus(id: string, status: AnomalyStatus, actor: string, note?: string): Anomaly {
+  /**
+   * Acknowledges, resolves, reopens or marks a false positive; audited. `note` undefined keeps the
+   * current note, null clears it; `auditDetails` are added to the audit entry (e.g. a run id).
+   */
+  setStatus(id: string, status: AnomalyStatus, actor: string, note?: string | null, auditDetails: Record<string, unknown> = {}): Anomaly {
     return this.store.inTransaction(() => {
       const before = this.get(id);
       if (!before) throw new Error(`id: no anomaly "${id}"`);
       const now = Date.now();
-      this.stmt.setStatus.run(status, note ?? before.note, now, id);
+      const nextNote = note === undefined ? before.note : note;
+      this.stmt.setStatus.run(status, nextNote, now, id);
       this.store.appendAudit({
         ts: now,
         actor,
         action: 'anomaly.update',
         target: id,
-        details: { from: before.status, to: status, note: note ?? null },
+        details: { ...auditDetails, from: before.status, to: status, note: nextNote },
       });
       return this.get(id)!;
     });

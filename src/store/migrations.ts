@@ -134,4 +134,18 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX settings_history_by_key ON settings_history (key, ts);
   `,
+
+  /* 2: directive runs: target lock, idempotency keys, approval expiry, nested runs */ `
+  ALTER TABLE directive_runs ADD COLUMN target TEXT NOT NULL DEFAULT '';
+  ALTER TABLE directive_runs ADD COLUMN idempotency_key TEXT;
+  ALTER TABLE directive_runs ADD COLUMN expires_at INTEGER;
+  ALTER TABLE directive_runs ADD COLUMN finished_at INTEGER;
+  -- one run per (directive, target) at a time: the lock is this index, so two processes sharing the file agree
+  CREATE UNIQUE INDEX directive_runs_active_target ON directive_runs (directive, target)
+    WHERE status IN ('awaiting_approval', 'approved', 'running');
+  CREATE UNIQUE INDEX directive_runs_idempotency ON directive_runs (directive, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+  CREATE INDEX directive_runs_by_directive ON directive_runs (directive, created_at);
+  CREATE INDEX directive_runs_by_status ON directive_runs (status, expires_at);
+  `,
 ];

@@ -1,0 +1,959 @@
+/**
+ * Plan and execute directives. A run is planned first (inputs resolved, conditions decided where
+ * they can be, every step that could run listed with what it needs), then — in execute mode —
+ * checked against the policy (each denial stored as a `permission` event), held for approval when
+ * a step is destructive, and executed step by step with timeouts and retries. A failing step
+ * undoes the changes applied so far (each state-changing action returns its inverse), then runs
+ * the directive's `rollback` steps; `finally` steps always run. Every run is stored and audited.
+ */
+import { randomUUID } from 'node:crypto';
+import { normaliseRecord } from '../ingest/records.js';
+import { log } from '../log.js';
+import { DirectiveRunStore, isUniqueViolation, type DirectiveRunRow, type RunStatus } from '../store/directives.js';
+import type { Store } from '../store/store.js';
+import { ACTIONS, type ActionContext, type ActionResult, type Undo } from './actions.js';
+import { parseDurationText } from './duration.js';
+import { DirectiveExpressions, hasTemplate, type ExpressionContext } from './expressions.js';
+import type { DirectiveLibrary } from './library.js';
+import { formatDiagnostic } from './load.js';
+import { isAgent, type Policy } from './policy.js';
+import type { CapabilityRegistry, ToolCaller, ToolInfo } from './registry.js';
+import { FORBIDDEN_KEYS, type DirectiveDefinition, type Permission, type StepDefinition, type StepKind } from './schema.js';
+import { forbiddenKey, resolveScript, runScript } from './scripts.js';
+import {
+  DEFAULT_STEP_TIMEOUT_MS,
+  inputValueProblem,
+  MAX_DIRECTIVE_DEPTH,
+  MAX_STEP_TIMEOUT_MS,
+  stepKind,
+  stepNeeds,
+  validateDirective,
+} from './validate.js';
+
+export const MAX_STEPS_PER_RUN = 500;
+export const MAX_FOREACH_ITEMS = 100;
+export const MAX_INPUT_BYTES = 64 * 1024;
+const MASK = '***';
+/** A run left `running` this long (its process died) no longer holds its target's lock. */
+const STALE_RUN_MS = 30 * 60_000;
+
+export type Phase = 'steps' | 'undo' | 'rollback' | 'finally';
+
+export interface PlannedStep {
+  path: string;
+  phase: Phase;
+  name: string;
+  kind: StepKind;
+  ref: string;
+  /** yes: runs; no: its condition is false; at run time: depends on earlier steps' outputs. */
+  runs: 'yes' | 'no' | 'at run time';
+  condition: string | null;
+  inputs: unknown;
+  foreach: number | 'at run time' | null;
+  permissions: Permission[];
+  granted: boolean;
+  destructive: boolean;
+  reversible: boolean;
+  description: string | null;
+  error: string | null;
+}
+
+export interface StepRecord {
+  path: string;
+  phase: Phase;
+  name: string;
+  kind: StepKind | 'undo';
+  ref: string;
+  item_index: number | null;
+  inputs: unknown;
+  output: unknown;
+  outcome: 'ok' | 'failed' | 'skipped' | 'denied';
+  error: string | null;
+  attempts: number;
+  started_at: string;
+  duration_ms: number;
+}
+
+export interface RunRequest {
+  directive: string;
+  inputs?: Record<string, unknown>;
+  mode?: 'plan' | 'execute';
+  principal: string;
+  approve?: boolean;
+  idempotencyKey?: string;
+}
+
+export interface RunView extends DirectiveRunRow {
+  /** The run already existed under this idempotency key; nothing ran again. */
+  replayed: boolean;
+  /** What happens next, in words (approval command, expiry). */
+  next: string | null;
+}
+
+export interface EngineOptions {
+  store: Store;
+  library: DirectiveLibrary;
+  scriptsDir: string;
+  policy: Policy;
+  capabilities?: CapabilityRegistry;
+  tools?: ToolCaller | null;
+  /** Given to scripts as KIWI_ACTIONS_DIR: where they leave requests for the platform (e.g. restarts). */
+  actionsDir?: string;
+}
+
+class StepFailed extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Frame {
+  directive: DirectiveDefinition;
+  expressions: DirectiveExpressions;
+  context: ExpressionContext;
+  depth: number;
+  stack: string[];
+  prefix: string;
+}
+
+interface RunState {
+  run: DirectiveRunRow;
+  principal: string;
+  records: StepRecord[];
+  applied: Undo[];
+  pendingRollbacks: { frame: Frame; steps: StepDefinition[] }[];
+  mask: (value: unknown) => unknown;
+  executed: number;
+  tools: readonly ToolInfo[];
+}
+
+export class DirectiveEngine {
+  readonly runs: DirectiveRunStore;
+  private readonly store: Store;
+  private readonly library: DirectiveLibrary;
+  private readonly scriptsDir: string;
+  private readonly policy: Policy;
+  private readonly capabilities: CapabilityRegistry;
+  private readonly tools: ToolCaller | null;
+  private readonly actionsDir: string | undefined;
+
+  constructor(options: EngineOptions) {
+    this.store = options.store;
+    this.runs = new DirectiveRunStore(options.store.db);
+    this.library = options.library;
+    this.scriptsDir = options.scriptsDir;
+    this.policy = options.policy;
+    this.capabilities = options.capabilities ?? {};
+    this.tools = options.tools ?? null;
+    this.actionsDir = options.actionsDir;
+  }
+
+  async toolList(): Promise<readonly ToolInfo[]> {
+    return this.tools ? this.tools.list() : [];
+  }
+
+  /** Expires undecided runs whose deadline passed (deny by default); audited. */
+  sweepExpired(now = Date.now()): number {
+    const expired = this.runs.expireDue(now);
+    for (const run of expired) {
+      this.store.appendAudit({ actor: 'kiwi', action: 'directive.expired', target: run.id, details: { directive: run.directive, requested_by: run.requested_by } });
+    }
+    return expired.length;
+  }
+
+  getRun(id: string): DirectiveRunRow | null {
+    this.sweepExpired();
+    return this.runs.get(id);
+  }
+
+  // ---------------------------------------------------------------- request
+
+  async run(request: RunRequest): Promise<RunView> {
+    this.sweepExpired();
+    const mode = request.mode ?? 'plan';
+    const { directive, tools } = await this.loadValid(request.directive);
+    const inputs = resolveInputs(directive, request.inputs ?? {});
+    const mask = masker(directive, inputs);
+    const now = Date.now();
+
+    if (request.idempotencyKey !== undefined) {
+      const existing = this.runs.byIdempotencyKey(directive.name, request.idempotencyKey);
+      if (existing) return { ...existing, replayed: true, next: `run ${existing.id} already exists under this idempotency key; nothing ran again` };
+    }
+
+    const id = randomUUID();
+    const frame = this.topFrame(directive, inputs, id, mode);
+    const target = this.renderTarget(frame);
+    const plan = this.planDirective(frame, request.principal, tools);
+    const planErrors = plan.filter((p) => p.error !== null && p.runs !== 'no');
+    const base: DirectiveRunRow = {
+      id,
+      directive: directive.name,
+      version: directive.version,
+      mode,
+      status: 'planned',
+      target,
+      inputs: mask(inputs) as Record<string, unknown>,
+      plan: mask(plan),
+      steps: [],
+      requested_by: request.principal,
+      approved_by: null,
+      error: planErrors.length ? `plan: ${planErrors.map((p) => `${p.path}: ${p.error}`).join('; ')}` : null,
+      idempotency_key: request.idempotencyKey ?? null,
+      created_at: now,
+      updated_at: now,
+      expires_at: null,
+      finished_at: now,
+    };
+
+    if (mode === 'plan') {
+      this.insert(base);
+      this.store.appendAudit({ actor: request.principal, action: 'directive.plan', target: id, details: { directive: directive.name, inputs: base.inputs } });
+      return { ...base, replayed: false, next: planErrors.length ? 'fix the errors above before executing' : 'run again with mode execute to apply it' };
+    }
+
+    if (planErrors.length) {
+      const failed = { ...base, status: 'failed' as const };
+      this.insert(failed);
+      this.store.appendAudit({ actor: request.principal, action: 'directive.refused', target: id, details: { directive: directive.name, error: failed.error } });
+      return { ...failed, replayed: false, next: null };
+    }
+
+    const limit = this.policy.rateLimit(directive.name);
+    if (limit) {
+      const recent = this.runs.executionsSince(directive.name, now - limit.perMs);
+      if (recent >= limit.runs) {
+        this.store.appendAudit({ actor: request.principal, action: 'directive.rate_limited', target: directive.name, details: { runs: recent, limit: limit.runs, per_ms: limit.perMs } });
+        throw new Error(`rate limit: ${directive.name} ran ${recent} times in the last ${limit.perMs / 1000} s; the policy allows ${limit.runs}`);
+      }
+    }
+
+    const mayRun = plan.filter((p) => p.runs !== 'no');
+    const denied = mayRun.flatMap((p) => p.permissions.filter((perm) => !this.policy.granted(request.principal, perm)).map((perm) => ({ step: p, perm })));
+    if (denied.length) {
+      for (const { step, perm } of denied) this.recordPermission('deny', request.principal, perm, step.ref, id, directive.name);
+      const deniedRun: DirectiveRunRow = {
+        ...base,
+        status: 'denied',
+        error: `permission denied: ${[...new Set(denied.map((d) => `${d.perm} (${d.step.path} ${d.step.ref})`))].join(', ')} not granted to ${request.principal} by the policy (${this.policy.source})`,
+      };
+      this.insert(deniedRun);
+      this.store.appendAudit({ actor: request.principal, action: 'directive.denied', target: id, details: { directive: directive.name, error: deniedRun.error } });
+      return { ...deniedRun, replayed: false, next: 'ask an operator to grant the permission in the policy file' };
+    }
+
+    const needsApproval = mayRun.some((p) => p.destructive);
+    let approvedBy: string | null = null;
+    if (needsApproval && request.approve) {
+      const refusal = this.approvalRefusal(request.principal, request.principal);
+      if (refusal === null) approvedBy = request.principal;
+      else if (isAgent(request.principal)) {
+        this.store.appendAudit({ actor: request.principal, action: 'directive.self_approval_refused', target: id, details: { reason: refusal } });
+      } else throw new Error(`approve: ${refusal}`);
+    }
+
+    if (needsApproval && approvedBy === null) {
+      const waiting: DirectiveRunRow = { ...base, status: 'awaiting_approval', expires_at: now + this.policy.approvalTtlMs, finished_at: null };
+      this.insertHoldingLock(waiting);
+      this.store.appendAudit({ actor: request.principal, action: 'directive.awaiting_approval', target: id, details: { directive: directive.name, target, expires_at: waiting.expires_at } });
+      const destructive = mayRun.filter((p) => p.destructive).map((p) => `${p.path} ${p.ref}`);
+      return {
+        ...waiting,
+        replayed: false,
+        next:
+          `destructive steps (${destructive.join(', ')}) need approval: a human runs \`kiwi directive approve ${id}\` ` +
+          `(or \`kiwi directive reject ${id}\`) before ${new Date(waiting.expires_at!).toISOString()}, when it expires`,
+      };
+    }
+
+    const running: DirectiveRunRow = { ...base, status: 'running', approved_by: approvedBy, finished_at: null };
+    this.insertHoldingLock(running);
+    this.store.appendAudit({
+      actor: request.principal,
+      action: 'directive.start',
+      target: id,
+      details: { directive: directive.name, target, approved_by: approvedBy, inputs: running.inputs },
+    });
+    const finished = await this.execute(running, frame, request.principal, tools);
+    return { ...finished, replayed: false, next: null };
+  }
+
+  /** A human (or, where the policy lets it, an agent) approves a waiting run; it then executes here. */
+  async approve(runId: string, approver: string, secretInputs: Record<string, unknown> = {}): Promise<RunView> {
+    this.sweepExpired();
+    const run = this.runs.get(runId);
+    if (!run) throw new Error(`run ${runId}: not found`);
+    if (run.status === 'expired') throw new Error(`run ${runId}: approval expired at ${new Date(run.expires_at ?? 0).toISOString()}; request it again`);
+    if (run.status !== 'awaiting_approval') throw new Error(`run ${runId}: is ${run.status}, not awaiting approval`);
+    const refusal = this.approvalRefusal(approver, run.requested_by ?? '');
+    if (refusal) {
+      this.store.appendAudit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason: refusal } });
+      throw new Error(`run ${runId}: ${refusal}`);
+    }
+    const { directive, tools } = await this.loadValid(run.directive);
+    if (directive.version !== run.version) {
+      throw new Error(`run ${runId}: ${run.directive} changed since it was planned (version ${run.version} -> ${directive.version}); reject it and plan again`);
+    }
+    const inputs: Record<string, unknown> = { ...run.inputs };
+    for (const [name, spec] of Object.entries(directive.inputs ?? {})) {
+      if (!spec.secret || inputs[name] === undefined) continue;
+      if (secretInputs[name] === undefined) throw new Error(`inputs.${name}: secret inputs are not stored; give it again to approve`);
+      inputs[name] = secretInputs[name];
+    }
+    const resolved = resolveInputs(directive, inputs);
+    const frame = this.topFrame(directive, resolved, runId, 'execute');
+    const replanned = this.planDirective(frame, run.requested_by ?? approver, tools);
+    const sameSteps = JSON.stringify(replanned.map((p) => [p.path, p.ref, p.runs])) === JSON.stringify((run.plan as PlannedStep[]).map((p) => [p.path, p.ref, p.runs]));
+    if (!sameSteps) throw new Error(`run ${runId}: the plan changed since it was requested (state or directive differs); reject it and plan again`);
+    if (!this.runs.transition(runId, 'awaiting_approval', 'running', Date.now(), { approved_by: approver })) {
+      throw new Error(`run ${runId}: someone else decided it first`);
+    }
+    this.store.appendAudit({ actor: approver, action: 'directive.approved', target: runId, details: { directive: run.directive, requested_by: run.requested_by } });
+    const running = { ...this.runs.get(runId)!, inputs: masker(directive, resolved)(resolved) as Record<string, unknown> };
+    const finished = await this.execute(running, frame, run.requested_by ?? approver, tools);
+    return { ...finished, replayed: false, next: null };
+  }
+
+  reject(runId: string, principal: string, reason?: string): RunView {
+    this.sweepExpired();
+    const run = this.runs.get(runId);
+    if (!run) throw new Error(`run ${runId}: not found`);
+    if (!this.runs.transition(runId, 'awaiting_approval', 'rejected', Date.now(), { error: `rejected by ${principal}${reason ? `: ${reason}` : ''}`, finished: true })) {
+      throw new Error(`run ${runId}: is ${run.status}, not awaiting approval`);
+    }
+    this.store.appendAudit({ actor: principal, action: 'directive.rejected', target: runId, details: { reason: reason ?? null } });
+    return { ...this.runs.get(runId)!, replayed: false, next: null };
+  }
+
+  private approvalRefusal(approver: string, requester: string): string | null {
+    const { agents_may_approve, self_approval } = this.policy.config.approval;
+    if (isAgent(approver) && !agents_may_approve) return `the policy (${this.policy.source}) does not let agents approve runs (approval.agents_may_approve is false); a human must run \`kiwi directive approve\``;
+    if (approver === requester && !self_approval) return `${approver} requested this run and the policy forbids approving one's own run (approval.self_approval is false)`;
+    return null;
+  }
+
+  // ---------------------------------------------------------------- loading
+
+  private async loadValid(name: string): Promise<{ directive: DirectiveDefinition; tools: readonly ToolInfo[] }> {
+    const entry = this.library.get(name);
+    if (!entry) {
+      const known = this.library.list().map((e) => e.name);
+      throw new Error(`directive: unknown directive "${name}"; known: ${known.join(', ') || '(none)'}`);
+    }
+    const tools = await this.toolList();
+    const diagnostics = validateDirective(entry.loaded, { library: this.library, scriptsDir: this.scriptsDir, tools }, entry.name);
+    if (diagnostics.length || !entry.loaded.directive) {
+      throw new Error(`directive ${name} is invalid:\n${diagnostics.slice(0, 20).map(formatDiagnostic).join('\n')}`);
+    }
+    return { directive: entry.loaded.directive, tools };
+  }
+
+  private topFrame(directive: DirectiveDefinition, inputs: Record<string, unknown>, runId: string, mode: string): Frame {
+    return {
+      directive,
+      expressions: new DirectiveExpressions(directive.inputs ?? {}),
+      context: { inputs, steps: {}, run: { id: runId, directive: directive.name, mode } },
+      depth: 0,
+      stack: [directive.name],
+      prefix: '',
+    };
+  }
+
+  private renderTarget(frame: Frame): string {
+    if (frame.directive.target === undefined) return frame.directive.name;
+    const value = frame.expressions.render(frame.directive.target, frame.context);
+    if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`target: must yield text, got ${JSON.stringify(value)}`);
+    const text = String(value).slice(0, 200);
+    if (text === '') throw new Error('target: yielded empty text');
+    return text;
+  }
+
+  private insert(run: DirectiveRunRow): void {
+    try {
+      this.runs.insert(run);
+    } catch (err) {
+      if (isUniqueViolation(err) && run.idempotency_key !== null) throw new Error(`idempotency_key: "${run.idempotency_key}" is already used by another run of ${run.directive}`);
+      throw err;
+    }
+  }
+
+  /** Inserts an active run: the unique index on (directive, target) is the lock. */
+  private insertHoldingLock(run: DirectiveRunRow): void {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        this.runs.insert(run);
+        return;
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+        if (run.idempotency_key !== null && this.runs.byIdempotencyKey(run.directive, run.idempotency_key)) {
+          throw new Error(`idempotency_key: "${run.idempotency_key}" is already used by another run of ${run.directive}`);
+        }
+        const holder = this.runs.activeFor(run.directive, run.target);
+        if (holder && holder.status === 'running' && Date.now() - holder.updated_at > STALE_RUN_MS) {
+          this.runs.transition(holder.id, 'running', 'failed', Date.now(), { error: 'abandoned: its process stopped while running', finished: true });
+          this.store.appendAudit({ actor: 'kiwi', action: 'directive.abandoned', target: holder.id, details: { directive: holder.directive } });
+          continue;
+        }
+        throw new Error(
+          `target: ${run.directive} is already ${holder?.status ?? 'active'} for target "${run.target}" (run ${holder?.id ?? '?'}); one run per target at a time`,
+        );
+      }
+    }
+  }
+
+  private recordPermission(decision: 'allow' | 'deny', principal: string, permission: string, tool: string, runId: string, directive: string): void {
+    try {
+      this.store.writeRecords([
+        normaliseRecord({
+          type: 'event',
+          ts: Date.now(),
+          kind: 'permission',
+          component: 'kiwi',
+          level: decision === 'deny' ? 'warn' : 'info',
+          message: `${decision} ${permission} for ${principal} on ${tool}`,
+          attrs: { decision, principal, tool, permission, 'kiwi.directive': directive, 'kiwi.run_id': runId },
+        }),
+      ]);
+    } catch (err) {
+      log.warn('could not record a permission decision', { error: (err as Error).message });
+    }
+  }
+
+  // ---------------------------------------------------------------- plan
+
+  private planDirective(frame: Frame, principal: string, tools: readonly ToolInfo[]): PlannedStep[] {
+    const out: PlannedStep[] = [];
+    this.planSteps(frame, frame.directive.steps, 'steps', frame.prefix + 'steps', principal, tools, out, 'yes');
+    this.planSteps(frame, frame.directive.rollback ?? [], 'rollback', frame.prefix + 'rollback', principal, tools, out, 'at run time');
+    this.planSteps(frame, frame.directive.finally ?? [], 'finally', frame.prefix + 'finally', principal, tools, out, 'yes');
+    return out;
+  }
+
+  private planSteps(
+    frame: Frame,
+    steps: readonly StepDefinition[],
+    phase: Phase,
+    base: string,
+    principal: string,
+    tools: readonly ToolInfo[],
+    out: PlannedStep[],
+    parentRuns: PlannedStep['runs'],
+  ): void {
+    steps.forEach((step, i) => {
+      const path = `${base}[${i}]`;
+      const kind = stepKind(step);
+      const entry: PlannedStep = {
+        path,
+        phase,
+        name: step.name ?? autoName(path),
+        kind,
+        ref: '',
+        runs: parentRuns,
+        condition: null,
+        inputs: null,
+        foreach: null,
+        permissions: [],
+        granted: true,
+        destructive: false,
+        reversible: false,
+        description: null,
+        error: null,
+      };
+      out.push(entry);
+      try {
+        const needs = stepNeeds(step, { library: this.library, tools });
+        Object.assign(entry, { ref: needs.ref, permissions: needs.permissions, destructive: needs.destructive, reversible: needs.reversible });
+        entry.granted = needs.permissions.every((p) => this.policy.granted(principal, p));
+        const condition = step.conditional ? step.conditional.if : step.if;
+        if (condition !== undefined) {
+          entry.condition = String(condition);
+          const decided = this.decide(frame, condition);
+          if (decided === false) entry.runs = 'no';
+          else if (decided === null && entry.runs === 'yes') entry.runs = 'at run time';
+        }
+        if (step.conditional) {
+          const decided = this.decide(frame, step.conditional.if);
+          const thenRuns = entry.runs === 'no' ? 'no' : decided === null ? 'at run time' : decided && parentRuns === 'yes' ? 'yes' : decided ? parentRuns : 'no';
+          const elseRuns = entry.runs === 'no' ? 'no' : decided === null ? 'at run time' : !decided && parentRuns === 'yes' ? 'yes' : !decided ? parentRuns : 'no';
+          entry.runs = parentRuns;
+          this.planSteps(frame, step.conditional.then, phase, `${path}.then`, principal, tools, out, thenRuns);
+          this.planSteps(frame, step.conditional.else ?? [], phase, `${path}.else`, principal, tools, out, elseRuns);
+          return;
+        }
+        if (entry.runs === 'no') return; // not rendered: its inputs may only make sense when it runs
+        if (step.foreach !== undefined) {
+          if (dependsOnSteps(step.foreach)) entry.foreach = 'at run time';
+          else entry.foreach = this.foreachItems(frame, step.foreach).length;
+        }
+        entry.inputs = this.renderForPlan(frame, step.inputs ?? {}, step.foreach !== undefined);
+        if (kind === 'action' && !containsDeferred(entry.inputs)) {
+          const action = ACTIONS[needs.ref]!;
+          const parsed = action.inputs.safeParse(entry.inputs);
+          if (!parsed.success) throw new Error(`inputs: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(inputs)'}: ${i.message}`).join('; ')}`);
+          entry.description = action.describe ? action.describe({ store: this.store, runs: this.runs, policy: this.policy }, parsed.data) : null;
+        } else if (kind === 'script') {
+          entry.description = `run scripts/${step.script} (no shell; inputs as JSON on stdin)`;
+          resolveScript(this.scriptsDir, step.script!);
+        } else if (kind === 'tool') {
+          entry.description = `call Kiwi tool ${needs.ref}`;
+        } else if (kind === 'directive') {
+          entry.description = `run directive ${needs.ref}`;
+          this.planChild(frame, step, entry, principal, tools, out);
+        }
+      } catch (err) {
+        entry.error = (err as Error).message;
+      }
+    });
+  }
+
+  private planChild(frame: Frame, step: StepDefinition, entry: PlannedStep, principal: string, tools: readonly ToolInfo[], out: PlannedStep[]): void {
+    if (frame.stack.includes(step.directive!)) throw new Error(`directive cycle: ${[...frame.stack, step.directive].join(' -> ')}`);
+    if (frame.depth + 1 >= MAX_DIRECTIVE_DEPTH) throw new Error(`directives nest deeper than ${MAX_DIRECTIVE_DEPTH}`);
+    if (containsDeferred(entry.inputs)) return;
+    const child = this.library.get(step.directive!)!.loaded.directive!;
+    const childInputs = resolveInputs(child, entry.inputs as Record<string, unknown>);
+    const childFrame = this.childFrame(frame, child, childInputs, `${entry.path}>`);
+    const nested: PlannedStep[] = [];
+    this.planSteps(childFrame, child.steps, 'steps', `${childFrame.prefix}steps`, principal, tools, nested, entry.runs);
+    this.planSteps(childFrame, child.finally ?? [], 'finally', `${childFrame.prefix}finally`, principal, tools, nested, entry.runs);
+    out.push(...nested);
+  }
+
+  private childFrame(parent: Frame, child: DirectiveDefinition, inputs: Record<string, unknown>, prefix: string): Frame {
+    return {
+      directive: child,
+      expressions: new DirectiveExpressions(child.inputs ?? {}),
+      context: { inputs, steps: {}, run: parent.context.run },
+      depth: parent.depth + 1,
+      stack: [...parent.stack, child.name],
+      prefix,
+    };
+  }
+
+  /** true/false when the condition can be decided now; null when it reads earlier steps' outputs. */
+  private decide(frame: Frame, condition: string | boolean): boolean | null {
+    if (typeof condition === 'boolean') return condition;
+    if (dependsOnSteps(condition)) return null;
+    return frame.expressions.condition(condition, frame.context);
+  }
+
+  private renderForPlan(frame: Frame, value: unknown, inForeach: boolean): unknown {
+    if (typeof value === 'string') {
+      if (!hasTemplate(value)) return value;
+      if (dependsOnSteps(value) || (inForeach && /\b(item|index)\b/.test(value))) return { deferred: value };
+      return frame.expressions.render(value, frame.context);
+    }
+    if (Array.isArray(value)) return value.map((v) => this.renderForPlan(frame, v, inForeach));
+    if (value !== null && typeof value === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value)) out[k] = this.renderForPlan(frame, v, inForeach);
+      return out;
+    }
+    return value;
+  }
+
+  private foreachItems(frame: Frame, foreach: string | unknown[]): unknown[] {
+    const items = typeof foreach === 'string' ? frame.expressions.render(foreach, frame.context) : frame.expressions.render(foreach, frame.context);
+    if (!Array.isArray(items)) throw new Error(`foreach: yielded ${items === null ? 'null' : typeof items}, not a list`);
+    if (items.length > MAX_FOREACH_ITEMS) throw new Error(`foreach: ${items.length} items; at most ${MAX_FOREACH_ITEMS}`);
+    return items;
+  }
+
+  // ---------------------------------------------------------------- execute
+
+  private async execute(run: DirectiveRunRow, frame: Frame, principal: string, tools: readonly ToolInfo[]): Promise<DirectiveRunRow> {
+    const state: RunState = {
+      run,
+      principal,
+      records: [],
+      applied: [],
+      pendingRollbacks: [],
+      mask: masker(frame.directive, frame.context.inputs),
+      executed: 0,
+      tools,
+    };
+    let failure: Error | null = null;
+    try {
+      await this.executeSteps(frame, state, frame.directive.steps, 'steps', `${frame.prefix}steps`, false);
+    } catch (err) {
+      failure = err as Error;
+    }
+    const cleanupErrors: string[] = [];
+    if (failure) {
+      cleanupErrors.push(...(await this.undoApplied(frame, state)));
+      state.pendingRollbacks.push({ frame, steps: frame.directive.rollback ?? [] });
+      for (const pending of state.pendingRollbacks) {
+        cleanupErrors.push(...(await this.executeSteps(pending.frame, state, pending.steps, 'rollback', `${pending.frame.prefix}rollback`, true)));
+      }
+    }
+    const finallyErrors = await this.executeSteps(frame, state, frame.directive.finally ?? [], 'finally', `${frame.prefix}finally`, true);
+
+    let status: RunStatus = 'succeeded';
+    let error: string | null = null;
+    if (failure) {
+      status = cleanupErrors.length ? 'failed' : 'rolled_back';
+      error = `${failure.message}${cleanupErrors.length ? `; rollback incomplete: ${cleanupErrors.join('; ')}` : '; changes rolled back'}`;
+    } else if (finallyErrors.length) {
+      status = 'failed';
+      error = `finally: ${finallyErrors.join('; ')}`;
+    }
+    error = error === null ? null : (state.mask(error) as string);
+    this.runs.save(run.id, { status, steps: state.records, error, finished: true }, Date.now());
+    this.store.appendAudit({
+      actor: principal,
+      action: 'directive.finish',
+      target: run.id,
+      details: { directive: run.directive, status, error, steps: state.records.length, undone: state.records.filter((r) => r.phase === 'undo').length },
+    });
+    return this.runs.get(run.id)!;
+  }
+
+  /** Runs steps in order. Main steps throw on the first failure; rollback/finally steps go on and return their errors. */
+  private async executeSteps(frame: Frame, state: RunState, steps: readonly StepDefinition[], phase: Phase, base: string, keepGoing: boolean): Promise<string[]> {
+    const errors: string[] = [];
+    for (let i = 0; i < steps.length; i++) {
+      try {
+        await this.executeStep(frame, state, steps[i]!, `${base}[${i}]`, phase, keepGoing);
+      } catch (err) {
+        if (!keepGoing) throw err;
+        errors.push((err as Error).message);
+      }
+    }
+    return errors;
+  }
+
+  private async executeStep(frame: Frame, state: RunState, step: StepDefinition, path: string, phase: Phase, keepGoing: boolean): Promise<void> {
+    const name = step.name ?? autoName(path);
+    const kind = stepKind(step);
+    const started = Date.now();
+    const record = (r: Partial<StepRecord>): StepRecord => {
+      const full: StepRecord = {
+        path,
+        phase,
+        name,
+        kind,
+        ref: r.ref ?? '',
+        item_index: null,
+        inputs: null,
+        output: null,
+        outcome: 'ok',
+        error: null,
+        attempts: 0,
+        started_at: new Date(started).toISOString(),
+        duration_ms: Date.now() - started,
+        ...r,
+      };
+      full.inputs = state.mask(full.inputs);
+      full.output = state.mask(boundOutput(full.output));
+      full.error = full.error === null ? null : (state.mask(full.error) as string);
+      state.records.push(full);
+      this.runs.save(state.run.id, { status: 'running', steps: state.records, error: null, finished: false }, Date.now());
+      return full;
+    };
+    const fail = (message: string, partial: Partial<StepRecord> = {}): never => {
+      record({ ...partial, outcome: partial.outcome ?? 'failed', error: message });
+      frame.context.steps[name] = { output: null, outcome: 'failed' };
+      if (step.continue_on_error && !keepGoing) return undefined as never;
+      throw new StepFailed(path, `${path} (${name}) failed: ${message}`);
+    };
+
+    if (++state.executed > MAX_STEPS_PER_RUN) return fail(`more than ${MAX_STEPS_PER_RUN} steps in one run`);
+
+    const condition = step.conditional ? step.conditional.if : step.if;
+    if (condition !== undefined) {
+      let holds: boolean;
+      try {
+        holds = frame.expressions.condition(condition, frame.context);
+      } catch (err) {
+        return fail(`if: ${(err as Error).message}`);
+      }
+      if (step.conditional) {
+        record({ ref: 'conditional', output: { branch: holds ? 'then' : 'else' } });
+        const branch = holds ? step.conditional.then : (step.conditional.else ?? []);
+        const branchErrors = await this.executeSteps(frame, state, branch, phase, `${path}.${holds ? 'then' : 'else'}`, keepGoing);
+        if (branchErrors.length) throw new Error(branchErrors.join('; '));
+        return;
+      }
+      if (!holds) {
+        record({ outcome: 'skipped', ref: step.action ?? step.script ?? step.tool ?? step.directive ?? '' });
+        frame.context.steps[name] = { output: null, outcome: 'skipped' };
+        return;
+      }
+    }
+
+    let needs;
+    try {
+      needs = stepNeeds(step, { library: this.library, tools: state.tools });
+    } catch (err) {
+      return fail((err as Error).message);
+    }
+    for (const permission of needs.permissions) {
+      const granted = this.policy.granted(state.principal, permission);
+      this.recordPermission(granted ? 'allow' : 'deny', state.principal, permission, needs.ref, state.run.id, frame.directive.name);
+      if (!granted) return fail(`permission ${permission} not granted to ${state.principal}`, { ref: needs.ref, outcome: 'denied' });
+    }
+
+    let items: unknown[] = [undefined];
+    if (step.foreach !== undefined) {
+      try {
+        items = this.foreachItems(frame, step.foreach);
+      } catch (err) {
+        return fail((err as Error).message, { ref: needs.ref });
+      }
+    }
+    const timeoutMs = step.timeout !== undefined ? Math.min(parseDurationText(step.timeout), MAX_STEP_TIMEOUT_MS) : kind === 'directive' ? MAX_STEP_TIMEOUT_MS : DEFAULT_STEP_TIMEOUT_MS;
+    const outputs: unknown[] = [];
+    for (let index = 0; index < items.length; index++) {
+      const itemStarted = Date.now();
+      const context: ExpressionContext = step.foreach !== undefined ? { ...frame.context, item: items[index], index } : frame.context;
+      let inputs: Record<string, unknown>;
+      try {
+        inputs = frame.expressions.render(step.inputs ?? {}, context) as Record<string, unknown>;
+        const bad = forbiddenKey(inputs);
+        if (bad) throw new Error(`inputs: key "${bad}" is not allowed`);
+      } catch (err) {
+        return fail(`inputs: ${(err as Error).message}`, { ref: needs.ref, item_index: step.foreach !== undefined ? index : null });
+      }
+      const attemptsAllowed = 1 + (step.retries ?? 0);
+      let lastError: Error | null = null;
+      let result: ActionResult | null = null;
+      let attempts = 0;
+      while (attempts < attemptsAllowed) {
+        attempts++;
+        try {
+          result = await withTimeout(timeoutMs, (signal) => this.runOnce(frame, state, step, needs.ref, inputs, signal, timeoutMs));
+          break;
+        } catch (err) {
+          lastError = err as Error;
+          if (err instanceof StepFailed) break; // a nested directive already rolled its own way; don't retry it blindly
+          if (attempts < attemptsAllowed) await new Promise((r) => setTimeout(r, Math.min(250 * attempts, 2000)));
+        }
+      }
+      const itemIndex = step.foreach !== undefined ? index : null;
+      if (!result) {
+        return fail(lastError?.message ?? 'failed', { ref: needs.ref, inputs, attempts, item_index: itemIndex, duration_ms: Date.now() - itemStarted });
+      }
+      if (result.undo && phase === 'steps') state.applied.push(result.undo);
+      outputs.push(result.output);
+      record({ ref: needs.ref, inputs, output: result.output, attempts, item_index: itemIndex, duration_ms: Date.now() - itemStarted });
+      if (needs.permissions.some((p) => p !== 'read:metrics')) {
+        this.store.appendAudit({
+          actor: state.principal,
+          action: 'directive.step',
+          target: state.run.id,
+          details: { directive: frame.directive.name, step: path, kind, ref: needs.ref, inputs: state.mask(inputs), output: state.mask(boundOutput(result.output)) } as Record<string, unknown>,
+        });
+      }
+    }
+    frame.context.steps[name] = { output: step.foreach !== undefined ? outputs : outputs[0], outcome: 'ok' };
+  }
+
+  private async runOnce(frame: Frame, state: RunState, step: StepDefinition, ref: string, inputs: Record<string, unknown>, signal: AbortSignal, timeoutMs: number): Promise<ActionResult> {
+    const kind = stepKind(step);
+    if (kind === 'action') return this.runAction(frame, state, ref, inputs, signal);
+    if (kind === 'script') {
+      const path = resolveScript(this.scriptsDir, step.script!);
+      const env: Record<string, string> = {
+        ...this.policy.config.scripts.env,
+        KIWI_RUN_ID: state.run.id,
+        KIWI_DIRECTIVE: frame.directive.name,
+      };
+      if (this.actionsDir) env.KIWI_ACTIONS_DIR = this.actionsDir;
+      const result = await runScript({
+        path,
+        input: inputs,
+        timeoutMs,
+        maxOutputBytes: this.policy.config.scripts.max_output_bytes,
+        env,
+        cwd: this.scriptsDir,
+        signal,
+      });
+      return { output: result.output };
+    }
+    if (kind === 'tool') {
+      if (!this.tools) throw new Error('no tool access in this engine');
+      const result = await this.tools.call(ref, inputs, signal);
+      if (result.isError) throw new Error(`${ref}: ${result.text.slice(0, 500)}`);
+      return { output: result.structured ?? { text: result.text.slice(0, 4000) } };
+    }
+    // a nested directive: same run, same undo stack; its rollback steps run with ours
+    if (frame.stack.includes(ref)) throw new Error(`directive cycle: ${[...frame.stack, ref].join(' -> ')}`);
+    if (frame.depth + 1 >= MAX_DIRECTIVE_DEPTH) throw new Error(`directives nest deeper than ${MAX_DIRECTIVE_DEPTH}`);
+    const child = this.library.get(ref)?.loaded.directive;
+    if (!child) throw new Error(`directive ${ref} is not available`);
+    const childFrame = this.childFrame(frame, child, resolveInputs(child, inputs), `${frame.prefix}${ref}>`);
+    const childMask = masker(child, childFrame.context.inputs);
+    const parentMask = state.mask;
+    state.mask = (v) => childMask(parentMask(v));
+    try {
+      await this.executeSteps(childFrame, state, child.steps, 'steps', `${childFrame.prefix}steps`, false);
+    } catch (err) {
+      state.pendingRollbacks.unshift({ frame: childFrame, steps: child.rollback ?? [] });
+      throw err;
+    } finally {
+      await this.executeSteps(childFrame, state, child.finally ?? [], 'finally', `${childFrame.prefix}finally`, true);
+      state.mask = parentMask;
+    }
+    const outputs: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(childFrame.context.steps)) outputs[k] = v.output;
+    return { output: { directive: ref, steps: outputs } };
+  }
+
+  private async runAction(frame: Frame, state: RunState, name: string, inputs: Record<string, unknown>, signal: AbortSignal): Promise<ActionResult> {
+    const action = ACTIONS[name];
+    if (!action) throw new Error(`unknown action "${name}"`);
+    const parsed = action.inputs.safeParse(inputs);
+    if (!parsed.success) throw new Error(`inputs: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(inputs)'}: ${i.message}`).join('; ')}`);
+    const ctx: ActionContext = {
+      store: this.store,
+      runs: this.runs,
+      policy: this.policy,
+      capabilities: this.capabilities,
+      principal: state.principal,
+      runId: state.run.id,
+      directive: frame.directive.name,
+      signal,
+    };
+    return action.run(ctx, parsed.data);
+  }
+
+  /** Applies the inverses of the changes made so far, newest first. Returns the errors. */
+  private async undoApplied(frame: Frame, state: RunState): Promise<string[]> {
+    const errors: string[] = [];
+    while (state.applied.length) {
+      const undo = state.applied.pop()!;
+      const started = Date.now();
+      try {
+        const result = await withTimeout(DEFAULT_STEP_TIMEOUT_MS, (signal) => this.runAction(frame, state, undo.action, undo.inputs, signal));
+        state.records.push({
+          path: 'undo',
+          phase: 'undo',
+          name: undo.description,
+          kind: 'undo',
+          ref: undo.action,
+          item_index: null,
+          inputs: state.mask(undo.inputs),
+          output: state.mask(result.output),
+          outcome: 'ok',
+          error: null,
+          attempts: 1,
+          started_at: new Date(started).toISOString(),
+          duration_ms: Date.now() - started,
+        });
+        this.store.appendAudit({ actor: state.principal, action: 'directive.undo', target: state.run.id, details: { undo: undo.description, inputs: state.mask(undo.inputs) } as Record<string, unknown> });
+      } catch (err) {
+        errors.push(`${undo.description}: ${(err as Error).message}`);
+        state.records.push({
+          path: 'undo',
+          phase: 'undo',
+          name: undo.description,
+          kind: 'undo',
+          ref: undo.action,
+          item_index: null,
+          inputs: state.mask(undo.inputs),
+          output: null,
+          outcome: 'failed',
+          error: (err as Error).message,
+          attempts: 1,
+          started_at: new Date(started).toISOString(),
+          duration_ms: Date.now() - started,
+        });
+      }
+    }
+    return errors;
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+function autoName(path: string): string {
+  return `step_${path.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '')}`;
+}
+
+function dependsOnSteps(value: unknown): boolean {
+  if (typeof value === 'string') return /\bsteps\s*[.[]/.test(value);
+  if (Array.isArray(value)) return value.some(dependsOnSteps);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(dependsOnSteps);
+  return false;
+}
+
+function containsDeferred(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(containsDeferred);
+  if (value !== null && typeof value === 'object') {
+    if ('deferred' in value && Object.keys(value).length === 1) return true;
+    return Object.values(value).some(containsDeferred);
+  }
+  return false;
+}
+
+/** Step outputs kept in a run: at most 32 KB of JSON each. */
+function boundOutput(output: unknown): unknown {
+  const json = JSON.stringify(output ?? null);
+  if (json.length <= 32_768) return output ?? null;
+  return { truncated: true, bytes: json.length, head: json.slice(0, 2000) };
+}
+
+export async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new Error(`timed out after ${ms} ms`);
+      controller.abort(err);
+      reject(err);
+    }, ms);
+  });
+  try {
+    return await Promise.race([work(controller.signal), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Validates and completes run inputs against the declaration: unknown, missing, mistyped and prototype keys are errors. */
+export function resolveInputs(directive: DirectiveDefinition, given: Record<string, unknown>): Record<string, unknown> {
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) throw new Error('inputs: must be an object');
+  const bad = forbiddenKey(given);
+  if (bad) throw new Error(`inputs: key "${bad}" is not allowed`);
+  if (JSON.stringify(given).length > MAX_INPUT_BYTES) throw new Error(`inputs: more than ${MAX_INPUT_BYTES / 1024} KiB`);
+  const specs = directive.inputs ?? {};
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(given)) {
+    if (FORBIDDEN_KEYS.has(key) || !Object.hasOwn(specs, key)) {
+      throw new Error(`inputs.${key}: ${directive.name} has no such input; it takes ${Object.keys(specs).join(', ') || 'none'}`);
+    }
+  }
+  for (const [name, spec] of Object.entries(specs)) {
+    const value = Object.hasOwn(given, name) && given[name] !== undefined ? given[name] : spec.default;
+    if (value === undefined) {
+      if (spec.required ?? spec.default === undefined) throw new Error(`inputs.${name}: required${spec.description ? ` (${spec.description})` : ''}`);
+      continue;
+    }
+    const problem = inputValueProblem(spec, value);
+    if (problem) throw new Error(`inputs.${name}: ${problem}`);
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Replaces secret input values wherever they appear (inputs, outputs, errors). */
+export function masker(directive: DirectiveDefinition, inputs: Record<string, unknown>): (value: unknown) => unknown {
+  const secrets = Object.entries(directive.inputs ?? {})
+    .filter(([name, spec]) => spec.secret && typeof inputs[name] === 'string' && (inputs[name] as string).length > 0)
+    .map(([name]) => inputs[name] as string);
+  if (secrets.length === 0) return (v) => v;
+  const maskValue = (value: unknown): unknown => {
+    if (typeof value === 'string') return secrets.reduce((text, secret) => text.split(secret).join(MASK), value);
+    if (Array.isArray(value)) return value.map(maskValue);
+    if (value !== null && typeof value === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value)) out[k] = maskValue(v);
+      return out;
+    }
+    return value;
+  };
+  return maskValue;
+}

@@ -1,0 +1,172 @@
+/**
+ * SQL for directive runs (with the one-run-per-target lock and idempotency keys, both enforced by
+ * unique indexes so processes sharing the file agree).
+ */
+import type { SqliteDatabase } from './database.js';
+
+export const ACTIVE_RUN_STATUSES = ['awaiting_approval', 'approved', 'running'] as const;
+export const RUN_STATUSES = [
+  'planned',
+  'denied',
+  'awaiting_approval',
+  'approved',
+  'running',
+  'succeeded',
+  'failed',
+  'rolled_back',
+  'rejected',
+  'expired',
+] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+export interface DirectiveRunRow {
+  id: string;
+  directive: string;
+  version: string | null;
+  mode: 'plan' | 'execute';
+  status: RunStatus;
+  target: string;
+  inputs: Record<string, unknown>;
+  plan: unknown;
+  steps: unknown[];
+  requested_by: string | null;
+  approved_by: string | null;
+  error: string | null;
+  idempotency_key: string | null;
+  created_at: number;
+  updated_at: number;
+  expires_at: number | null;
+  finished_at: number | null;
+}
+
+interface RawRun extends Omit<DirectiveRunRow, 'inputs' | 'plan' | 'steps'> {
+  inputs: string;
+  plan: string | null;
+  steps: string;
+}
+
+/** A SQLite unique-index violation: another run holds the lock, or the idempotency key is taken. */
+export function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+const fromRaw = (r: RawRun): DirectiveRunRow => ({
+  ...r,
+  inputs: JSON.parse(r.inputs) as Record<string, unknown>,
+  plan: r.plan === null ? null : (JSON.parse(r.plan) as unknown),
+  steps: JSON.parse(r.steps) as unknown[],
+});
+
+export class DirectiveRunStore {
+  private readonly stmt;
+
+  constructor(private readonly db: SqliteDatabase) {
+    this.stmt = {
+      insert: db.prepare(
+        `INSERT INTO directive_runs (id, directive, version, mode, status, target, inputs, plan, steps, requested_by,
+           approved_by, error, idempotency_key, created_at, updated_at, expires_at, finished_at)
+         VALUES (@id, @directive, @version, @mode, @status, @target, @inputs, @plan, @steps, @requested_by,
+           @approved_by, @error, @idempotency_key, @created_at, @updated_at, @expires_at, @finished_at)`,
+      ),
+      get: db.prepare('SELECT * FROM directive_runs WHERE id = ?'),
+      byKey: db.prepare('SELECT * FROM directive_runs WHERE directive = ? AND idempotency_key = ?'),
+      active: db.prepare(
+        `SELECT * FROM directive_runs WHERE directive = ? AND target = ?
+         AND status IN (${ACTIVE_RUN_STATUSES.map(() => '?').join(', ')})`,
+      ),
+      countSince: db
+        .prepare("SELECT count(*) FROM directive_runs WHERE directive = ? AND mode = 'execute' AND created_at >= ?")
+        .pluck(),
+      expire: db.prepare(
+        `UPDATE directive_runs SET status = 'expired', updated_at = ?, finished_at = ?, error = 'approval expired'
+         WHERE status = 'awaiting_approval' AND expires_at IS NOT NULL AND expires_at <= ? RETURNING id, directive, requested_by`,
+      ),
+      transition: db.prepare(
+        `UPDATE directive_runs SET status = @to, updated_at = @now, approved_by = coalesce(@approved_by, approved_by),
+           error = coalesce(@error, error), finished_at = @finished_at
+         WHERE id = @id AND status = @from`,
+      ),
+      save: db.prepare(
+        `UPDATE directive_runs SET status = @status, steps = @steps, plan = coalesce(@plan, plan), error = @error,
+           updated_at = @now, finished_at = @finished_at WHERE id = @id`,
+      ),
+    };
+  }
+
+  insert(run: DirectiveRunRow): void {
+    this.stmt.insert.run({
+      ...run,
+      inputs: JSON.stringify(run.inputs),
+      plan: run.plan === null ? null : JSON.stringify(run.plan),
+      steps: JSON.stringify(run.steps),
+    });
+  }
+
+  get(id: string): DirectiveRunRow | null {
+    const row = this.stmt.get.get(id) as RawRun | undefined;
+    return row ? fromRaw(row) : null;
+  }
+
+  byIdempotencyKey(directive: string, key: string): DirectiveRunRow | null {
+    const row = this.stmt.byKey.get(directive, key) as RawRun | undefined;
+    return row ? fromRaw(row) : null;
+  }
+
+  activeFor(directive: string, target: string): DirectiveRunRow | null {
+    const row = this.stmt.active.get(directive, target, ...ACTIVE_RUN_STATUSES) as RawRun | undefined;
+    return row ? fromRaw(row) : null;
+  }
+
+  executionsSince(directive: string, since: number): number {
+    return this.stmt.countSince.get(directive, since) as number;
+  }
+
+  /** Marks undecided runs past their deadline as expired; returns them. */
+  expireDue(now: number): { id: string; directive: string; requested_by: string | null }[] {
+    return this.stmt.expire.all(now, now, now) as { id: string; directive: string; requested_by: string | null }[];
+  }
+
+  /** Moves a run from one status to another; false when it was not in `from` (someone else decided first). */
+  transition(id: string, from: RunStatus, to: RunStatus, now: number, extra: { approved_by?: string; error?: string; finished?: boolean } = {}): boolean {
+    return (
+      this.stmt.transition.run({
+        id,
+        from,
+        to,
+        now,
+        approved_by: extra.approved_by ?? null,
+        error: extra.error ?? null,
+        finished_at: extra.finished ? now : null,
+      }).changes === 1
+    );
+  }
+
+  save(id: string, update: { status: RunStatus; steps: unknown[]; plan?: unknown; error: string | null; finished: boolean }, now: number): void {
+    this.stmt.save.run({
+      id,
+      status: update.status,
+      steps: JSON.stringify(update.steps),
+      plan: update.plan === undefined ? null : JSON.stringify(update.plan),
+      error: update.error,
+      now,
+      finished_at: update.finished ? now : null,
+    });
+  }
+
+  list(filter: { directive?: string; status?: string }, limit: number, beforeCreated = Number.MAX_SAFE_INTEGER): DirectiveRunRow[] {
+    const where: string[] = ['created_at < ?'];
+    const params: unknown[] = [beforeCreated];
+    if (filter.directive !== undefined) {
+      where.push('directive = ?');
+      params.push(filter.directive);
+    }
+    if (filter.status !== undefined) {
+      where.push('status = ?');
+      params.push(filter.status);
+    }
+    const rows = this.db
+      .prepare(`SELECT * FROM directive_runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
+      .all(...params, limit) as RawRun[];
+    return rows.map(fromRaw);
+  }
+}
