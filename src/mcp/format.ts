@@ -1,6 +1,6 @@
 /** Shaping tool answers: complete structured content plus a compact text rendering. */
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { toSignificant } from '../stats/precision.js';
+import { formatBytes as formatBinaryBytes, toSignificant } from '../stats/precision.js';
 
 export function answer<T extends Record<string, unknown>>(structured: T, text: string): CallToolResult & { structuredContent: T } {
   return { structuredContent: structured, content: [{ type: 'text', text }] };
@@ -25,15 +25,7 @@ export function boundedAttrs(attrs: Record<string, unknown>, max: number): Recor
 }
 
 export function formatBytes(bytes: number | null): string {
-  if (bytes === null) return '-';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+  return bytes === null ? '-' : formatBinaryBytes(bytes);
 }
 
 export function labelText(component: string, labels: Record<string, string>): string {
