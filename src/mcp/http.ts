@@ -1,14 +1,17 @@
 /**
- * MCP over Streamable HTTP at `/mcp`: one MCP server per session, all over the same store.
- * Guards: the Host (and Origin, when sent) must name an allowed host, against DNS rebinding; a
- * bearer token is required whenever one is configured, and one must be configured to listen on
- * anything but loopback.
+ * Kiwi over HTTP: MCP (Streamable HTTP) at `/mcp`, one MCP server per session, all over the same
+ * store; and OpenTelemetry OTLP/HTTP at `/v1/traces`, `/v1/metrics`, `/v1/logs`. Either may be
+ * served alone (`kiwi otlp` serves only OTLP). The same guards run before every route: the Host
+ * (and Origin, when sent) must name an allowed host, against DNS rebinding; a bearer token is
+ * required whenever one is configured, and one must be configured to listen on anything but
+ * loopback.
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { OtlpReceiver } from '../ingest/otlp/receiver.js';
 import { log } from '../log.js';
 import type { KiwiMcpServer } from './server.js';
 
@@ -19,13 +22,19 @@ export interface HttpOptions {
   token?: string;
   /** Host names accepted in the Host header besides the loopback names and `host` itself. */
   allowedHosts?: string[];
-  /** Largest request body accepted, in bytes. */
+  /** Largest MCP request body accepted, in bytes (OTLP has its own limit, in the receiver). */
   maxBodyBytes?: number;
-  createServer: () => KiwiMcpServer;
+  /** Serves MCP at /mcp when given. */
+  createServer?: () => KiwiMcpServer;
+  /** Serves OTLP/HTTP at /v1/traces, /v1/metrics and /v1/logs when given. */
+  otlp?: OtlpReceiver;
 }
 
 export interface RunningHttp {
+  /** The MCP endpoint when MCP is served, else the base URL. */
   url: string;
+  /** `http://host:port`, without a path. */
+  baseUrl: string;
   port: number;
   close(): Promise<void>;
 }
@@ -82,6 +91,9 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
 }
 
 export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
+  const createMcpServer = options.createServer;
+  const otlp = options.otlp;
+  if (!createMcpServer && !otlp) throw new Error('startHttp: nothing to serve (give createServer, otlp, or both)');
   const loopback = isLoopback(options.host);
   if (!loopback && !options.token) {
     throw new Error(`refusing to listen on ${options.host} without a token: set KIWI_TOKEN (or listen on 127.0.0.1)`);
@@ -116,7 +128,7 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
     }
   }
 
-  async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handleMcp(req: IncomingMessage, res: ServerResponse, createServer: () => KiwiMcpServer): Promise<void> {
     const sessionId = req.headers['mcp-session-id'];
     const body = req.method === 'POST' ? await readBody(req, maxBody) : undefined;
     const existing = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
@@ -128,7 +140,7 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
     if (req.method !== 'POST' || !isInitializeRequest(body)) {
       throw new HttpError(400, 'no session: the first request must be an initialize request');
     }
-    const server = options.createServer();
+    const server = createServer();
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
@@ -142,25 +154,34 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
     await transport.handleRequest(req, res, body);
   }
 
+  const served = [
+    createMcpServer ? 'MCP is served at /mcp' : null,
+    otlp ? 'OTLP at /v1/traces, /v1/metrics and /v1/logs' : null,
+  ].filter(Boolean);
+  const notFound = (path: string) => `nothing at ${path}; ${served.join('; ')}`;
+
   const httpServer: Server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const signal = otlp?.signalFor(path) ?? null;
     const handle = async () => {
       checkGuards(req);
-      if (path === '/mcp') return handleMcp(req, res);
+      if (signal && otlp) return otlp.handle(req, res, signal);
+      if (path === '/mcp' && createMcpServer) return handleMcp(req, res, createMcpServer);
       if (path === '/healthz' && req.method === 'GET') {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: 'ok', sessions: sessions.size }));
+        res.end(JSON.stringify(createMcpServer ? { status: 'ok', sessions: sessions.size } : { status: 'ok' }));
         return;
       }
-      throw new HttpError(404, `nothing at ${path}; MCP is served at /mcp`);
+      throw new HttpError(404, notFound(path));
     };
     handle().catch((err: unknown) => {
-      if (err instanceof HttpError) {
-        sendJsonRpcError(res, err.status, err.message, err.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
-      } else {
-        log.error('HTTP request failed', { error: (err as Error).message });
-        sendJsonRpcError(res, 500, 'internal error');
-      }
+      const status = err instanceof HttpError ? err.status : 500;
+      const message = err instanceof HttpError ? err.message : 'internal error';
+      if (!(err instanceof HttpError)) log.error('HTTP request failed', { error: (err as Error).message });
+      const headers: Record<string, string> = status === 401 ? { 'www-authenticate': 'Bearer' } : {};
+      // OTLP clients read errors as a google.rpc.Status; MCP clients as JSON-RPC.
+      if (signal && otlp) otlp.respondError(req, res, status, message, headers);
+      else sendJsonRpcError(res, status, message, headers);
     });
   });
 
@@ -173,8 +194,10 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
   });
   const port = (httpServer.address() as AddressInfo).port;
   const shownHost = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const baseUrl = `http://${shownHost}:${port}`;
   return {
-    url: `http://${shownHost}:${port}/mcp`,
+    url: createMcpServer ? `${baseUrl}/mcp` : baseUrl,
+    baseUrl,
     port,
     async close() {
       for (const { transport, server } of sessions.values()) {
