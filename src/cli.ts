@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `kiwi` command line. Each command's `--help` describes its flags. */
+import { writeFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { parseIncidentList, writeScenario } from './generate/index.js';
@@ -7,6 +8,7 @@ import { createKiwi, type Kiwi } from './index.js';
 import { formatIngestError, ingestFile, ingestStream, type IngestSummary } from './ingest/ingest.js';
 import { log } from './log.js';
 import { DEFAULT_HTTP_PORT, startHttp, type RunningHttp } from './mcp/http.js';
+import { DEFAULT_OTLP_PORT } from './ingest/otlp/defaults.js';
 import { SERVER_INFO } from './mcp/server.js';
 import { pruneByRetention, SETTINGS, writeSetting, readSetting, isSettingKey } from './settings.js';
 import { resolveDbPath } from './store/database.js';
@@ -14,8 +16,14 @@ import { Store } from './store/store.js';
 import { iso, parseDuration, parseTimeInput } from './time.js';
 import { runDemo } from './cli/demo.js';
 import { scoreCsvFile } from './detect/csv.js';
+import { explainSymptom } from './explain/service.js';
+import { explainedToStructured, renderExplained } from './mcp/tools/explain.js';
+import { DIRECTIVE_FLAGS, DIRECTIVE_OPTIONS, DIRECTIVE_USAGE, directiveCommand } from './cli/directive.js';
 import { ANOMALY_TYPES } from './detect/context.js';
 import { detectAnomalies, isAnomalyType } from './detect/service.js';
+import { forecastFailure } from './forecast/service.js';
+import { FORECAST_TARGETS, type ForecastTarget } from './forecast/types.js';
+import { renderForecastText } from './mcp/tools/forecast.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -48,7 +56,7 @@ const commands: Record<string, Command> = {
     },
     flags: [
       DB_FLAG,
-      ['--http', 'serve MCP over Streamable HTTP at /mcp instead of stdio'],
+      ['--http', 'serve MCP over Streamable HTTP at /mcp instead of stdio, and OTLP/HTTP at /v1/traces, /v1/metrics, /v1/logs'],
       ['--port N', `HTTP port (default ${DEFAULT_HTTP_PORT}; 0 picks a free one)`],
       ['--host H', 'HTTP listen address (default 127.0.0.1); anything but loopback requires $KIWI_TOKEN'],
       ['--allowed-hosts LIST', 'comma-separated extra host names accepted in the Host header'],
@@ -81,7 +89,7 @@ const commands: Record<string, Command> = {
     },
     flags: [
       ['--out FILE', 'JSONL output; the ground truth goes beside it as FILE.truth.json'],
-      ['--days N', 'days of history (default 7)'],
+      ['--days N', 'days of history, fractions allowed (default 7)'],
       ['--seed S', 'random seed; the same options give the same bytes (default 1)'],
       [
         '--incidents LIST',
@@ -109,7 +117,7 @@ const commands: Record<string, Command> = {
     flags: [
       DB_FLAG,
       ['--lookback DURATION', 'window to judge, ending at --at (default 60m)'],
-      ['--at TIME', 'end of the window (default now): ISO 8601, epoch, or relative like -2h'],
+      ['--at TIME', 'end of the window (default now): ISO 8601, epoch, or relative as --at=-2h'],
       ['--component C', 'only this component'],
       ['--type T,...', `only these types: ${ANOMALY_TYPES.join(', ')}`],
       ['--sensitivity S', '0..1 (default: setting detect.sensitivity, 0.5)'],
@@ -132,6 +140,80 @@ const commands: Record<string, Command> = {
     options: { db: { type: 'string' }, reason: { type: 'string' } },
     flags: [DB_FLAG, ['--reason TEXT', 'why, kept in the history and the audit trail']],
     run: settings,
+  },
+  otlp: {
+    summary: 'receive OpenTelemetry (OTLP/HTTP: traces, metrics, logs) into the store, without MCP',
+    usage: 'kiwi otlp [--port 4318] [--host H] [--allowed-hosts LIST] [--db PATH]',
+    options: { db: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'allowed-hosts': { type: 'string' } },
+    flags: [
+      DB_FLAG,
+      ['--port N', `port (default ${DEFAULT_OTLP_PORT}, the OTLP/HTTP default; 0 picks a free one)`],
+      ['--host H', 'listen address (default 127.0.0.1); anything but loopback requires $KIWI_TOKEN'],
+      ['--allowed-hosts LIST', 'comma-separated extra host names accepted in the Host header'],
+    ],
+    run: otlp,
+  },
+  directive: {
+    summary: 'validate, plan, run, approve or reject YAML directives; list their runs',
+    usage: DIRECTIVE_USAGE,
+    options: DIRECTIVE_OPTIONS,
+    flags: DIRECTIVE_FLAGS,
+    run: directiveCommand,
+  },
+  explain: {
+    summary: 'rank the likely root causes of an anomaly or a symptom, with evidence and a narrative',
+    usage:
+      'kiwi explain (--anomaly ID | --start TIME [--end TIME] [--component C] [--metric M]) [--baseline-start TIME --baseline-end TIME] [--limit N] [--json] [--no-llm] [--model M] [--db PATH]',
+    options: {
+      db: { type: 'string' },
+      anomaly: { type: 'string' },
+      component: { type: 'string' },
+      metric: { type: 'string' },
+      start: { type: 'string' },
+      end: { type: 'string' },
+      'baseline-start': { type: 'string' },
+      'baseline-end': { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      'no-llm': { type: 'boolean' },
+      model: { type: 'string' },
+    },
+    flags: [
+      DB_FLAG,
+      ['--anomaly ID', 'explain a stored anomaly (its component, metric and times)'],
+      ['--start TIME', 'when the symptom started: ISO 8601, epoch, or relative like --start=-30m'],
+      ['--end TIME', 'end of the symptom window (default: the newest data)'],
+      ['--component C', 'where the symptom shows'],
+      ['--metric M', 'a stored metric name, or latency, errors, denials, disconnects, requests'],
+      ['--baseline-start TIME', 'a window known to be normal (default: the day before --start)'],
+      ['--baseline-end TIME', 'end of that window'],
+      ['--limit N', 'candidates shown (default 5, at most 20)'],
+      ['--json', 'print the full result as JSON (the analyze_root_cause tool\'s structured answer)'],
+      ['--no-llm', 'write the deterministic summary; do not call the Anthropic API'],
+      ['--model M', 'Anthropic model for the narrative (default: setting explain.llm_model); needs $ANTHROPIC_API_KEY'],
+    ],
+    run: explainCommand,
+  },
+  forecast: {
+    summary: 'forecast failures: time to out-of-memory, latency spikes, connection drops, error-budget burn',
+    usage: 'kiwi forecast [--target memory|latency|connection|error_budget|all] [--component C] [--horizon 24h] [--chart FILE.png] [--json] [--db PATH]',
+    options: {
+      db: { type: 'string' },
+      target: { type: 'string' },
+      component: { type: 'string' },
+      horizon: { type: 'string' },
+      chart: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    flags: [
+      DB_FLAG,
+      ['--target T', 'memory, latency, connection, error_budget or all (default all)'],
+      ['--component C', 'one component (default: every component with the data)'],
+      ['--horizon D', 'how far ahead, e.g. 6h, 2d (default 24h for memory and error_budget, 1h for latency and connection)'],
+      ['--chart FILE', 'write the most urgent forecast\'s chart as PNG (with several targets: FILE gets the first, FILE-<target>.png the rest)'],
+      ['--json', 'print the forecast_failure tool\'s structured answer as JSON'],
+    ],
+    run: forecastCommand,
   },
   demo: {
     summary: 'seed a store with a generated week, start `kiwi serve`, and walk a real MCP session against it',
@@ -223,6 +305,8 @@ async function serve(values: Values): Promise<number> {
         token,
         allowedHosts: (values['allowed-hosts'] as string | undefined)?.split(',').map((h) => h.trim()).filter(Boolean),
         createServer: kiwi.createServer,
+        // Loaded only here: stdio never pays for the protobuf code.
+        otlp: new (await import('./ingest/otlp/receiver.js')).OtlpReceiver(kiwi.store),
       });
     } catch (err) {
       await kiwi.close();
@@ -230,7 +314,7 @@ async function serve(values: Values): Promise<number> {
     }
     // The one line a launcher may read to find the port; stdout is not the protocol here.
     process.stdout.write(`kiwi listening on ${http.url}\n`);
-    log.info(`MCP over HTTP at ${http.url}`, { db: kiwi.store.path, token: token ? 'required' : 'not set' });
+    log.info(`MCP over HTTP at ${http.url}; OTLP/HTTP at ${http.baseUrl}/v1/{traces,metrics,logs}`, { db: kiwi.store.path, token: token ? 'required' : 'not set' });
   } else {
     const transport = new StdioServerTransport();
     await kiwi.server.connect(transport);
@@ -305,8 +389,8 @@ async function generate(values: Values): Promise<number> {
   } catch (err) {
     throw new UsageError(`--incidents: ${(err as Error).message}`);
   }
-  const days = intFlag(values, 'days', 7);
-  if (days < 1) throw new UsageError('--days must be at least 1');
+  const days = values.days === undefined ? 7 : Number(values.days);
+  if (!(days > 0)) throw new UsageError(`--days: ${JSON.stringify(values.days)} is not a positive number of days`);
   const seed = intFlag(values, 'seed', 1);
   const started = performance.now();
   const { lines, truthPath } = await writeScenario({ days, seed, end, stepMs, incidents }, out);
@@ -376,6 +460,113 @@ async function detectCsv(values: Values): Promise<number> {
       `(${Math.round(summary.rows / seconds).toLocaleString('en')} rows/s)\n`,
   );
   return summary.rejected > 0 ? 1 : 0;
+}
+
+async function otlp(values: Values): Promise<number> {
+  const store = new Store(resolveDbPath(values.db as string | undefined));
+  const applyRetention = () => {
+    try {
+      pruneByRetention(store);
+    } catch (err) {
+      log.warn('retention pass failed; will retry', { error: (err as Error).message });
+    }
+  };
+  applyRetention();
+  const retention = setInterval(applyRetention, 3_600_000);
+  retention.unref();
+  const token = process.env.KIWI_TOKEN || undefined;
+  let http: RunningHttp;
+  try {
+    http = await startHttp({
+      host: (values.host as string | undefined) ?? '127.0.0.1',
+      port: values.port === undefined ? DEFAULT_OTLP_PORT : intFlag(values, 'port', DEFAULT_OTLP_PORT),
+      token,
+      allowedHosts: (values['allowed-hosts'] as string | undefined)?.split(',').map((h) => h.trim()).filter(Boolean),
+      otlp: new (await import('./ingest/otlp/receiver.js')).OtlpReceiver(store),
+    });
+  } catch (err) {
+    clearInterval(retention);
+    store.close();
+    throw err;
+  }
+  // The one line a launcher may read to find the port.
+  process.stdout.write(`kiwi otlp listening on ${http.baseUrl}\n`);
+  log.info(`OTLP/HTTP at ${http.baseUrl}/v1/{traces,metrics,logs}`, { db: store.path, token: token ? 'required' : 'not set' });
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
+  });
+  log.info('shutting down');
+  clearInterval(retention);
+  await http.close();
+  store.close();
+  return 0;
+}
+
+async function explainCommand(values: Values): Promise<number> {
+  if (values.anomaly === undefined && values.start === undefined) throw new UsageError('give --anomaly ID or --start TIME');
+  const limit = intFlag(values, 'limit', 5);
+  if (limit < 1 || limit > 20) throw new UsageError('--limit must be between 1 and 20');
+  const store = new Store(resolveDbPath(values.db as string | undefined));
+  try {
+    const text = (name: string) => values[name] as string | undefined;
+    const result = await explainSymptom(
+      store,
+      {
+        anomaly_id: text('anomaly'),
+        component: text('component'),
+        metric: text('metric'),
+        start: text('start'),
+        end: text('end'),
+        baseline_start: text('baseline-start'),
+        baseline_end: text('baseline-end'),
+      },
+      { limit, llm: values['no-llm'] !== true, model: text('model') },
+    );
+    process.stdout.write(`${values.json ? JSON.stringify(explainedToStructured(result), null, 2) : renderExplained(result)}\n`);
+    return 0;
+  } catch (err) {
+    // the service names the field (start: ..., anomaly_id: ...); say it as the flag
+    const message = (err as Error).message.replace(/^(anomaly_id|component|metric|start|end|baseline_start|baseline_end):/, (_, field: string) =>
+      field === 'anomaly_id' ? '--anomaly:' : `--${field.replace('_', '-')}:`,
+    );
+    throw message === (err as Error).message ? err : new UsageError(message);
+  } finally {
+    store.close();
+  }
+}
+
+async function forecastCommand(values: Values): Promise<number> {
+  const target = (values.target as string | undefined) ?? 'all';
+  if (target !== 'all' && !(FORECAST_TARGETS as readonly string[]).includes(target)) {
+    throw new UsageError(`--target must be one of ${FORECAST_TARGETS.join(', ')} or all`);
+  }
+  const horizonMs = durationFlag(values, 'horizon');
+  const store = new Store(resolveDbPath(values.db as string | undefined));
+  try {
+    const chartPath = values.chart as string | undefined;
+    const result = forecastFailure(store, {
+      target: target as ForecastTarget | 'all',
+      component: values.component as string | undefined,
+      horizonHours: horizonMs === undefined ? undefined : horizonMs / 3_600_000,
+      charts: chartPath ? undefined : 0,
+    });
+    if (values.json) process.stdout.write(`${JSON.stringify({ as_of: result.as_of, target, forecasts: result.forecasts, omitted: result.omitted }, null, 2)}\n`);
+    else process.stdout.write(`${renderForecastText(result.as_of, result.forecasts, result.omitted)}\n`);
+    if (chartPath) {
+      if (result.charts.length === 0) process.stderr.write('no chart: no forecast had enough history\n');
+      result.charts.forEach((chart, i) => {
+        const path = i === 0 ? chartPath : chartPath.replace(/(\.png)?$/i, `-${chart.target}.png`);
+        writeFileSync(path, chart.png);
+        process.stderr.write(`chart (${chart.target}, ${chart.component}): ${path}\n`);
+      });
+    }
+    return 0;
+  } catch (err) {
+    const message = (err as Error).message;
+    throw /^(component|horizon):/.test(message) ? new UsageError(message) : err;
+  } finally {
+    store.close();
+  }
 }
 
 async function prune(values: Values): Promise<number> {

@@ -39,6 +39,49 @@ export const SETTINGS = {
     description:
       'Per component: "open" asks the platform to stop routing calls to that MCP server until closed again, e.g. {"mcp-github": "open"}. Set by directives.',
   },
+  'explain.llm_model': {
+    schema: z.string().min(1).max(200),
+    default: 'claude-sonnet-5-5',
+    description:
+      'Anthropic model that writes root-cause narratives when ANTHROPIC_API_KEY is set and the MCP client offers no sampling.',
+  },
+  'explain.llm_timeout_ms': {
+    schema: z.number().int().min(100).max(600_000),
+    default: 30_000,
+    description:
+      'How long a root-cause narrative may take (MCP sampling, or each Anthropic API attempt) before Kiwi falls back to the next source.',
+  },
+  'explain.llm_max_retries': {
+    schema: z.number().int().min(0).max(5),
+    default: 2,
+    description: 'Retries of a failed Anthropic API request (rate limits, server errors, timeouts) for a root-cause narrative.',
+  },
+  'forecast.memory_limit_bytes': {
+    schema: z.record(z.string().min(1), z.number().int().positive()),
+    default: {} as Record<string, number>,
+    description:
+      'Per component: the memory limit (bytes) the out-of-memory forecast runs against, e.g. {"worker": 2147483648}. A component not listed uses the host\'s total memory.',
+  },
+  'forecast.error_rate_objective': {
+    schema: z.number().gt(0).lt(1),
+    default: 0.01,
+    description: 'Error-rate objective for the error-budget forecast: the share of requests (spans) allowed to fail over the window.',
+  },
+  'forecast.error_budget_window_days': {
+    schema: z.number().positive().max(365),
+    default: 30,
+    description: 'Window of the error budget, in days.',
+  },
+  'forecast.latency_spike_factor': {
+    schema: z.number().gt(1).max(100),
+    default: 1.5,
+    description: 'A latency spike is a p95 above this multiple of the current p95 (the latency forecast gives its probability).',
+  },
+  'forecast.connection_alert_probability': {
+    schema: z.number().gt(0).lt(1),
+    default: 0.5,
+    description: 'A connection "may fail soon" when the probability of a drop within the horizon reaches this.',
+  },
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;

@@ -139,7 +139,10 @@ describe('kiwi generate', () => {
   it('refuses bad options with the option named', async () => {
     const out = join(tempDir(), 'x.jsonl');
     expect((await runCli(['generate', '--out', out, '--incidents', 'meteor_strike'])).stderr).toMatch(/--incidents: .*meteor_strike/);
-    expect((await runCli(['generate', '--out', out, '--days', 'two'])).stderr).toMatch(/--days: "two" is not a whole number/);
+    expect((await runCli(['generate', '--out', out, '--days', 'two'])).stderr).toMatch(/--days: "two" is not a positive number of days/);
+    expect((await runCli(['generate', '--out', out, '--days=-1'])).stderr).toMatch(/--days: /);
+    const partDay = await runCli(['generate', '--out', out, '--days', '0.25', '--end', '2026-03-01T00:00:00Z']);
+    expect(partDay.stdout).toMatch(/0\.25 days ending/);
     expect((await runCli(['generate', '--out', out, '--end', 'later'])).stderr).toMatch(/--end: /);
     expect((await runCli(['generate'])).stderr).toMatch(/--out FILE is required/);
   });

@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -37,9 +39,12 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     return client.callTool({ name, arguments: args });
   };
 
+  let sessionDir: string;
   beforeAll(async () => {
     assertBuilt();
-    db = join(tempDir(), 'kiwi.db');
+    // one folder for the whole session (useTempDir's folders are removed after each test)
+    sessionDir = mkdtempSync(join(tmpdir(), 'kiwi-e2e-stdio-'));
+    db = join(sessionDir, 'kiwi.db');
     transport = new StdioClientTransport({
       command: process.execPath,
       args: [CLI, 'serve', '--db', db],
@@ -54,6 +59,7 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
 
   afterAll(async () => {
     await client?.close();
+    rmSync(sessionDir, { recursive: true, force: true });
   });
 
   it('lists its tools with schemas and annotations', async () => {

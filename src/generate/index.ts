@@ -3,7 +3,7 @@ export { INCIDENT_TYPES, DEFAULT_OFFSETS_MS, parseIncidentList, parseOffset, typ
 export { EFFECT_DELAY_MS, type ScenarioOptions } from './plan.js';
 export { generateRecords } from './generator.js';
 export { scenarioTruth, type IncidentTruth, type RootCauseKind, type ScenarioTruth, type TruthEvent } from './truth.js';
-export { recordToJsonLine, truthPathFor, writeScenario } from './write.js';
+export { loadScenario, recordToJsonLine, truthPathFor, writeScenario } from './write.js';
 export {
   AGENTS,
   COMPONENTS,

@@ -87,3 +87,19 @@ export async function writeScenario(options: ScenarioOptions, outPath: string): 
   await writeFile(truthPath, JSON.stringify(truth, null, 2) + '\n', 'utf8');
   return { lines, truthPath };
 }
+
+/** Writes a scenario straight into a store, in batched transactions, with no file in between. */
+export function loadScenario(store: { writeRecords(records: TelemetryRecord[]): unknown }, options: ScenarioOptions, batchSize = 20_000): number {
+  let batch: TelemetryRecord[] = [];
+  let written = 0;
+  for (const record of generateRecords(options)) {
+    batch.push(record);
+    if (batch.length === batchSize) {
+      store.writeRecords(batch);
+      written += batch.length;
+      batch = [];
+    }
+  }
+  store.writeRecords(batch);
+  return written + batch.length;
+}

@@ -6,6 +6,9 @@ import type { Store } from '../store/store.js';
 import { InstrumentedTransport } from './instrument.js';
 import { registerTelemetryTools } from './tools/telemetry.js';
 import { registerAnomalyTools } from './tools/anomalies.js';
+import { registerDirectiveTools } from './tools/directives.js';
+import { registerExplainTools } from './tools/explain.js';
+import { registerForecastTools } from './tools/forecast.js';
 
 export const SERVER_INFO = { name: 'kiwi', version: '0.1.0' } as const;
 
@@ -30,5 +33,8 @@ export function createMcpServer(store: Store, telemetry: SelfTelemetry | null): 
   const server = new KiwiMcpServer(telemetry);
   registerTelemetryTools(server, store);
   registerAnomalyTools(server, store);
+  registerExplainTools(server, store);
+  registerForecastTools(server, store);
+  registerDirectiveTools(server, store, { createServer: () => createMcpServer(store, telemetry) });
   return server;
 }
