@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `kiwi` command line. Each command's `--help` describes its flags. */
-import { writeFileSync } from 'node:fs';
+import { realpathSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { parseIncidentList, writeScenario } from './generate/index.js';
@@ -28,7 +29,7 @@ import { renderForecastText } from './mcp/tools/forecast.js';
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | string[] | undefined>;
 
-interface Command {
+export interface Command {
   summary: string;
   usage: string;
   options: Options;
@@ -41,7 +42,8 @@ class UsageError extends Error {}
 
 const DB_FLAG: [string, string] = ['--db PATH', 'database file (default: $KIWI_DB, else ./.kiwi/kiwi.db)'];
 
-const commands: Record<string, Command> = {
+/** Every command, its flags and its help: also read by the configuration reference generator. */
+export const commands: Record<string, Command> = {
   serve: {
     summary: 'run the MCP server (stdio by default, or Streamable HTTP)',
     usage: 'kiwi serve [--db PATH] [--http [--port N] [--host H] [--allowed-hosts LIST]]',
@@ -653,12 +655,25 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`kiwi: ${(err as Error).stack ?? String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+/** True when this file is the program being run (also through npm's bin link), not an import. */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`kiwi: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
