@@ -80,7 +80,7 @@ export const commands: Record<string, Command> = {
   },
   generate: {
     summary: 'write realistic telemetry of a small agent platform, with optional incidents',
-    usage: 'kiwi generate --out FILE.jsonl [--days N] [--seed S] [--incidents LIST] [--end TIME] [--step DURATION]',
+    usage: 'kiwi generate --out FILE.jsonl [--days N] [--seed S] [--incidents LIST] [--end TIME] [--step DURATION] [--utc-offset H]',
     options: {
       out: { type: 'string' },
       days: { type: 'string' },
@@ -88,6 +88,7 @@ export const commands: Record<string, Command> = {
       incidents: { type: 'string' },
       end: { type: 'string' },
       step: { type: 'string' },
+      'utc-offset': { type: 'string' },
     },
     flags: [
       ['--out FILE', 'JSONL output; the ground truth goes beside it as FILE.truth.json'],
@@ -99,6 +100,7 @@ export const commands: Record<string, Command> = {
       ],
       ['--end TIME', 'end of the data (default: now, floored to the step); ISO 8601 or epoch'],
       ['--step DURATION', 'metric sampling step (default 60s)'],
+      ['--utc-offset H', "the simulated users' UTC offset in hours: their day peaks at 16:00 local time (default 0)"],
     ],
     run: generate,
   },
@@ -394,8 +396,10 @@ async function generate(values: Values): Promise<number> {
   const days = values.days === undefined ? 7 : Number(values.days);
   if (!(days > 0)) throw new UsageError(`--days: ${JSON.stringify(values.days)} is not a positive number of days`);
   const seed = intFlag(values, 'seed', 1);
+  const utcOffsetHours = values['utc-offset'] === undefined ? 0 : Number(values['utc-offset']);
+  if (!(utcOffsetHours >= -12 && utcOffsetHours <= 14)) throw new UsageError('--utc-offset must be a number of hours from -12 to 14');
   const started = performance.now();
-  const { lines, truthPath } = await writeScenario({ days, seed, end, stepMs, incidents }, out);
+  const { lines, truthPath } = await writeScenario({ days, seed, end, stepMs, incidents, utcOffsetHours }, out);
   process.stdout.write(
     `${out}: ${lines} records, ${days} days ending ${iso(end)}, seed ${seed}, ` +
       `incidents: ${incidents.length ? incidents.map((i) => i.type).join(', ') : 'none'} ` +

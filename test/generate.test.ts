@@ -463,3 +463,16 @@ describe('memory leak past the limit', () => {
     expect(Math.max(...justAfter)).toBeLessThan(0.5 * WORKER_MEMORY_LIMIT_BYTES);
   });
 });
+
+describe('utcOffsetHours', () => {
+  it('moves the daily cycle to the users\' local time: busiest at 16:00 local', async () => {
+    const { dailyLoad } = await import('../src/generate/topology.js');
+    const utc4 = Date.UTC(2026, 2, 1, 4, 0);
+    expect(dailyLoad(utc4, 12)).toBeCloseTo(dailyLoad(Date.UTC(2026, 2, 1, 16, 0), 0), 12);
+    expect(dailyLoad(utc4, 12)).toBeCloseTo(1, 12);
+    expect(dailyLoad(utc4, 0)).toBeCloseTo(0, 12);
+    const threads = (utcOffsetHours: number) =>
+      [...generateRecords({ days: 0.25, seed: 3, end: Date.UTC(2026, 2, 1, 6, 0), utcOffsetHours })].filter((r) => r.type === 'span' && r.parent_id === null).length;
+    expect(threads(12)).toBeGreaterThan(3 * threads(0));
+  });
+});

@@ -140,7 +140,7 @@ class Simulation {
 
   private metrics(t: number, tokens: Map<string, { input: number; output: number }>, out: TelemetryRecord[]): void {
     const rng = Rng.derive(this.plan.seed, 'metrics', t);
-    const load = dailyLoad(t);
+    const load = dailyLoad(t, this.plan.utcOffsetHours);
     for (const { name } of COMPONENTS) {
       const profile = PROCESS_PROFILE[name];
       if (!profile) continue;
@@ -226,7 +226,7 @@ class Simulation {
     const tokens = new Map<string, { input: number; output: number }>();
     for (const agent of AGENT_PROFILES) {
       const arrivals = Rng.derive(seed, 'arrivals', agent.name, t);
-      const n = arrivals.poisson((agentRate(agent, t + stepMs / 2) * stepMs) / 60_000);
+      const n = arrivals.poisson((agentRate(agent, t + stepMs / 2, this.plan.utcOffsetHours) * stepMs) / 60_000);
       const offsets: number[] = [];
       for (let k = 0; k < n; k++) offsets.push(arrivals.int(0, stepMs - 1));
       offsets.sort((a, b) => a - b);

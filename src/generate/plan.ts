@@ -23,6 +23,8 @@ export interface ScenarioOptions {
   end: number;
   stepMs?: number;
   incidents?: IncidentSpec[];
+  /** The simulated users' UTC offset in hours: their day peaks at 16:00 and is quietest at 04:00 local time (default 0). */
+  utcOffsetHours?: number;
 }
 
 export type ChangeAttrs = Record<string, string | number>;
@@ -45,6 +47,7 @@ export interface Outage {
 
 export interface Plan {
   seed: number;
+  utcOffsetHours: number;
   days: number;
   stepMs: number;
   startMs: number;
@@ -96,7 +99,9 @@ const QUIET_AFTER_INCIDENT_MS = HOUR;
 export function buildPlan(options: ScenarioOptions): Plan {
   const { days, seed } = options;
   const stepMs = options.stepMs ?? DEFAULT_STEP_MS;
+  const utcOffsetHours = options.utcOffsetHours ?? 0;
   if (!Number.isSafeInteger(seed)) throw new Error(`seed must be an integer (got ${String(seed)})`);
+  if (!(utcOffsetHours >= -12 && utcOffsetHours <= 14)) throw new Error(`utc offset must be between -12 and 14 hours (got ${String(utcOffsetHours)})`);
   if (!Number.isFinite(days) || days <= 0 || days > 366) throw new Error(`days must be a number in (0, 366] (got ${String(days)})`);
   if (!Number.isInteger(stepMs) || stepMs < 1000 || stepMs > HOUR) {
     throw new Error(`step must be a whole number of ms between 1000 and 3600000 (got ${String(stepMs)})`);
@@ -125,7 +130,7 @@ export function buildPlan(options: ScenarioOptions): Plan {
   );
 
   const changes = scheduleChanges(seed, startMs, endMs, incidents);
-  const plan: Plan = { seed, days, stepMs, startMs, endMs, incidents, workerBaselineBytes, changes };
+  const plan: Plan = { seed, utcOffsetHours, days, stepMs, startMs, endMs, incidents, workerBaselineBytes, changes };
 
   const find = (type: IncidentType): PlannedChange => {
     const change = changes.find((c) => c.incident === type);

@@ -114,17 +114,17 @@ export const ABORT_AFTER_TOOL_ERROR = 0.8;
 export const ABORT_AFTER_DENIAL = 0.6;
 
 /**
- * Daily load shape in [0, 1]: trough at 04:00 UTC, peak at 16:00 UTC, with a flatter night than
- * a plain cosine.
+ * Daily load shape in [0, 1]: trough at 04:00, peak at 16:00 in the users' local time (UTC plus
+ * `utcOffsetHours`), with a flatter night than a plain cosine.
  */
-export function dailyLoad(ts: number): number {
-  const hour = (ts % 86_400_000) / 3_600_000;
+export function dailyLoad(ts: number, utcOffsetHours = 0): number {
+  const hour = ((((ts + utcOffsetHours * 3_600_000) % 86_400_000) + 86_400_000) % 86_400_000) / 3_600_000;
   const base = (1 - Math.cos((2 * Math.PI * (hour - 4)) / 24)) / 2;
   return base ** 1.5;
 }
 
-export function agentRate(profile: AgentProfile, ts: number): number {
-  return profile.nightRate + (profile.peakRate - profile.nightRate) * dailyLoad(ts);
+export function agentRate(profile: AgentProfile, ts: number, utcOffsetHours = 0): number {
+  return profile.nightRate + (profile.peakRate - profile.nightRate) * dailyLoad(ts, utcOffsetHours);
 }
 
 /** Per-component process metrics: memory (bytes) and cpu (ratio) = idle + load part * dailyLoad. */

@@ -121,6 +121,8 @@ export interface ScenarioTruth {
   seed: number;
   days: number;
   step_ms: number;
+  /** The simulated users' UTC offset: their day peaks at 16:00 local time. */
+  utc_offset_hours: number;
   start: string;
   start_ms: number;
   end: string;
@@ -294,6 +296,7 @@ export function scenarioTruth(options: ScenarioOptions): ScenarioTruth {
     seed: plan.seed,
     days: plan.days,
     step_ms: plan.stepMs,
+    utc_offset_hours: plan.utcOffsetHours,
     start: iso(plan.startMs),
     start_ms: plan.startMs,
     end: iso(plan.endMs),
