@@ -3,6 +3,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { describe, expect, it } from 'vitest';
 import { detectAnomalies } from '../src/detect/service.js';
+import { explainSymptom } from '../src/explain/service.js';
 import { INCIDENT_TYPES, scenarioTruth, writeScenario } from '../src/generate/index.js';
 import { ingestFile } from '../src/ingest/ingest.js';
 import { Store } from '../src/store/store.js';
@@ -34,13 +35,16 @@ async function scenarioStore(days: number, seed: number, incidents: boolean): Pr
 }
 
 describe('detection on generated scenarios', () => {
-  it('finds every injected incident with the right type and component', async () => {
+  it('finds every injected incident with the right type and component, and ranks its root cause first though all five overlap', async () => {
     const { store } = await scenarioStore(2, 5, true);
-    const found = new Set(detectAnomalies(store, { now: END }).anomalies.map((a) => `${a.type}|${a.component}`));
+    const anomalies = detectAnomalies(store, { now: END }).anomalies;
+    const found = new Set(anomalies.map((a) => `${a.type}|${a.component}`));
     const truth = scenarioTruth({ days: 2, seed: 5, end: END, stepMs: 60_000, incidents: INCIDENT_TYPES.map((type) => ({ type })) });
     for (const incident of truth.incidents) {
       expect(found, incident.type).toContain(EXPECTED[incident.type]);
-      expect(EXPECTED[incident.type]).toContain(incident.root_cause.component);
+      const anomaly = anomalies.find((a) => `${a.type}|${a.component}` === EXPECTED[incident.type])!;
+      const explained = await explainSymptom(store, { anomaly_id: anomaly.id }, { llm: false, now: END });
+      expect(explained.candidates[0]?.component, incident.type).toBe(incident.root_cause.component);
     }
     store.close();
   });

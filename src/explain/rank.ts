@@ -9,7 +9,7 @@ import { iso } from '../time.js';
 import type { ChangeEvent } from './events.js';
 import type { Grid } from './grid.js';
 import { MOVED_Z, round3, strengthOf } from './strength.js';
-import type { Candidate, Explanation, Signal, Symptom } from './types.js';
+import type { Candidate, Explanation, Signal, SignalKind, Symptom } from './types.js';
 
 /** Weight of each other kind of evidence that agrees with the strongest one. */
 const CORROBORATION = 0.3;
@@ -22,9 +22,34 @@ const CHANGE_ALONE = MOVED_Z;
 /** Moving this many buckets after the first mover marks a likely effect. */
 const LATE_BUCKETS = 2;
 const LATE_FACTOR = 0.8;
+/**
+ * When the symptom names its component, another component that started moving clearly after the
+ * symptom began is an effect, or unrelated. (With a start time alone, every component is a
+ * candidate for the symptom, and a slow trend's detected onset lags: the first-mover rule applies.)
+ */
+const AFTER_SYMPTOM_FACTOR = 0.5;
 /** Strength at which the score reaches 1 − 1/e. */
 const SCORE_SCALE = 8;
 const SIGNALS_SHOWN = 5;
+/**
+ * Weight of a signal that cannot explain the symptom's kind (a latency move elsewhere, for an
+ * error spike), unless it is on the symptom's own component. Several incidents can overlap: the
+ * largest move in the system is not the cause of every symptom.
+ */
+const UNRELATED_KIND = 0.25;
+const RELATED_KINDS: Record<string, readonly SignalKind[]> = {
+  latency: ['latency', 'metric', 'connection', 'change'],
+  errors: ['errors', 'signature', 'permission', 'connection', 'change'],
+  denials: ['permission', 'change'],
+  disconnects: ['connection', 'errors', 'change'],
+  requests: ['metric', 'latency', 'errors', 'change'],
+};
+
+/** The signal kinds that can explain the symptom; every kind when the symptom names no metric. */
+function relatedKinds(symptom: Symptom): readonly SignalKind[] | null {
+  if (symptom.metric === null) return null;
+  return RELATED_KINDS[symptom.metric] ?? ['metric', 'change'];
+}
 const CHANGES_SHOWN = 5;
 
 export interface RankInput {
@@ -61,7 +86,12 @@ export function rankCandidates(input: RankInput): RankedCandidate[] {
     }
     return d;
   };
-  for (const s of input.signals) if (s.strength > 0) draft(s.component).signals.push(s);
+  const related = relatedKinds(symptom);
+  for (const s of input.signals) {
+    if (!(s.strength > 0)) continue;
+    const relevant = related === null || related.includes(s.kind) || s.component === symptom.component;
+    draft(s.component).signals.push(relevant ? s : { ...s, strength: s.strength * UNRELATED_KIND });
+  }
   for (const c of input.changes) draft(c.component).changes.push(c);
   for (const e of input.explanations) {
     draft(e.callee).explains.push(e);
@@ -94,6 +124,10 @@ export function rankCandidates(input: RankInput): RankedCandidate[] {
   for (const d of drafts.values()) {
     if (firstOnset !== null && d.primary?.onset != null && d.primary.onset > firstOnset + LATE_BUCKETS * grid.bucketMs) {
       d.strength *= LATE_FACTOR;
+    }
+    const afterSymptom = d.primary?.onset != null && d.primary.onset > symptom.start + LATE_BUCKETS * grid.bucketMs;
+    if (symptom.component !== null && d.component !== symptom.component && afterSymptom) {
+      d.strength *= AFTER_SYMPTOM_FACTOR;
     }
     const recency = Math.max(0, ...d.changes.map((c) => c.recency));
     if (recency > 0) d.strength += recency * (CHANGE_GAIN * d.strength + CHANGE_ALONE);

@@ -129,6 +129,10 @@ export const connectionInstability: Check = {
       const p = poissonUpperTail(disconnects.length, expected);
       const score = scoreOfP(p);
       if (score < ctx.minScore) continue;
+      // The flapping may have begun before the window: walk back through the hours that had disconnects too.
+      let firstHour = hourly.length;
+      while (firstHour > 0 && hourly[firstHour - 1]! > 0) firstHour--;
+      const onset = baseDisconnects.find((d) => d.ts >= baseStart + firstHour * HOUR)?.ts ?? disconnects[0]!.ts;
       const mtbfSeconds = meanTimeBetween(disconnects, windowMs);
       const downtimeSeconds = downtime(events, ctx.windowStart, ctx.now) / 1000;
       const state = events[events.length - 1]?.state ?? null;
@@ -140,9 +144,9 @@ export const connectionInstability: Check = {
         component,
         series_id: null,
         description:
-          `${component} disconnected ${disconnects.length} times since ${clock(disconnects[0]!.ts)} UTC ` +
+          `${component} disconnected ${disconnects.length} times in the last ${Math.round(windowMs / 60_000)} min, flapping since ${clock(onset)} UTC ` +
           `(MTBF ${Math.round(mtbfSeconds)} s, ${Math.round(downtimeSeconds)} s down${state === 'disconnected' ? ', disconnected now' : ''})`,
-        start_ts: disconnects[0]!.ts,
+        start_ts: onset,
         end_ts: events[events.length - 1]!.ts,
         score,
         magnitude: disconnects.length / expected,
