@@ -228,12 +228,14 @@ export const commands: Record<string, Command> = {
       ['--days N', 'days of generated history (default 7)'],
       ['--seed S', 'random seed (default 7)'],
     ],
-    run: (values) =>
-      runDemo({
-        dir: (values.dir as string | undefined) ?? 'demo-out',
-        days: intFlag(values, 'days', 7),
-        seed: intFlag(values, 'seed', 7),
-      }),
+    run: async (values) =>
+      (
+        await runDemo({
+          dir: (values.dir as string | undefined) ?? 'demo-out',
+          days: values.days === undefined ? 7 : Number(values.days),
+          seed: intFlag(values, 'seed', 7),
+        })
+      ).code,
   },
 };
 

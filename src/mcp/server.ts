@@ -9,6 +9,7 @@ import { registerAnomalyTools } from './tools/anomalies.js';
 import { registerDirectiveTools } from './tools/directives.js';
 import { registerExplainTools } from './tools/explain.js';
 import { registerForecastTools } from './tools/forecast.js';
+import { registerLoopPrompts } from './prompts.js';
 
 export const SERVER_INFO = { name: 'kiwi', version: '0.1.0' } as const;
 
@@ -36,5 +37,6 @@ export function createMcpServer(store: Store, telemetry: SelfTelemetry | null): 
   registerExplainTools(server, store);
   registerForecastTools(server, store);
   registerDirectiveTools(server, store, { createServer: () => createMcpServer(store, telemetry) });
+  registerLoopPrompts(server);
   return server;
 }
