@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Policy, policySchema } from '../src/directives/policy.js';
 import type { CapabilityRegistry } from '../src/directives/registry.js';
 import { DirectiveService } from '../src/directives/service.js';
-import { loadScenario, parseIncidentList, WORKER_MEMORY_LIMIT_BYTES } from '../src/generate/index.js';
+import { loadScenario, offsetPlacing, parseIncidentList, WORKER_MEMORY_LIMIT_BYTES } from '../src/generate/index.js';
 import { createMcpServer } from '../src/mcp/server.js';
 import { inProcessToolCaller } from '../src/mcp/tools/directives.js';
 import { readSetting } from '../src/settings.js';
@@ -34,7 +34,8 @@ function scenario(incidents: string, seed = 11, end = Math.floor(Date.now() / 60
   const dir = tempDir();
   const store = new Store(join(dir, 'kiwi.db'));
   cleanups.push(() => store.close());
-  loadScenario(store, { days: 1, seed, end, stepMs: 60_000, incidents: parseIncidentList(incidents) });
+  // the simulated users' afternoon at `end`, so the short windows the directives check hold traffic at any hour of the run
+  loadScenario(store, { days: 1, seed, end, stepMs: 60_000, incidents: parseIncidentList(incidents), utcOffsetHours: offsetPlacing(end, 15) });
   return { store, end, dir };
 }
 

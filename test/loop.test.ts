@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { INCIDENT_TYPES, writeScenario } from '../src/generate/index.js';
+import { INCIDENT_TYPES, offsetPlacing, writeScenario } from '../src/generate/index.js';
 import type { DemoOutcome } from '../src/cli/demo.js';
 import { readSetting } from '../src/settings.js';
 import { Store } from '../src/store/store.js';
@@ -58,7 +58,7 @@ describe('a directive whose check fails', () => {
     writeFileSync(policy, 'grants:\n  "cli:*": [read:metrics, write:settings, write:anomalies, write:events, execute:script, call:tool]\n');
     // a latency spike at a busy hour for the simulated users, ending now
     const now = Date.now();
-    const utcOffsetHours = ((15 - new Date(now).getUTCHours() + 36) % 24) - 12;
+    const utcOffsetHours = offsetPlacing(now, 15);
     await writeScenario({ days: 1, seed: 3, end: now, incidents: [{ type: 'latency_spike' }], utcOffsetHours }, join(dir, 'scenario.jsonl'));
     expect((await runCli(['ingest', join(dir, 'scenario.jsonl'), '--db', db])).code).toBe(0);
 

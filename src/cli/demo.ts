@@ -18,6 +18,7 @@ import {
   DEFAULT_OFFSETS_MS,
   generateRecords,
   INCIDENT_TYPES,
+  offsetPlacing,
   WORKER_MEMORY_LIMIT_BYTES,
   writeScenario,
   type IncidentType,
@@ -74,12 +75,6 @@ export function kiwiCommand(): { command: string; args: string[] } {
   return { command: process.execPath, args };
 }
 
-/** The UTC offset that makes `now` 15:00 for the simulated users: a busy afternoon, whatever the hour here. */
-function busyAfternoonOffset(now: number): number {
-  const hour = new Date(now).getUTCHours();
-  return ((15 - hour + 36) % 24) - 12;
-}
-
 const DEMO_POLICY = `# Written by kiwi demo: what the demo's agent and its operator may do.
 grants:
   "*": [read:metrics]
@@ -104,7 +99,8 @@ export async function runDemo(options: DemoOptions): Promise<{ code: number; out
   // ------------------------------------------------------------ the platform's week, up to 15 minutes ago
   const now = Math.floor(Date.now() / MINUTE) * MINUTE;
   const seenUntil = now - RECOVERY_MS;
-  const utcOffsetHours = busyAfternoonOffset(now);
+  // 15:00 for the simulated users: a busy afternoon, whatever the hour here
+  const utcOffsetHours = offsetPlacing(now, 15);
   const scenario: ScenarioOptions = {
     days: options.days,
     seed: options.seed,

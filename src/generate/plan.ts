@@ -27,6 +27,12 @@ export interface ScenarioOptions {
   utcOffsetHours?: number;
 }
 
+/** The UTC offset (whole hours, -12..11) that makes `now` fall at `localHour` for the simulated users. */
+export function offsetPlacing(now: number, localHour: number): number {
+  const hour = new Date(now).getUTCHours();
+  return ((localHour - hour + 36) % 24) - 12;
+}
+
 export type ChangeAttrs = Record<string, string | number>;
 
 export interface PlannedChange {
