@@ -44,7 +44,7 @@ function anomalyOf(store: Store, type: string, component: string) {
   return new AnomalyStore(store).list({ types: [type], component }, 1).anomalies[0] ?? null;
 }
 
-/** Detection for the test: a component's p95 latency or error rate over the last 15 minutes against the 6 hours before. */
+/** Detection for the test: a component's median latency or error rate over the last 15 minutes against the 6 hours before. */
 function detector(store: Store, calls: Record<string, unknown>[], clock: () => number = Date.now): CapabilityRegistry['detect'] {
   const anomalyStore = new AnomalyStore(store);
   return async (input) => {
@@ -57,7 +57,8 @@ function detector(store: Store, calls: Record<string, unknown>[], clock: () => n
       const before = store.requestStats(component, now - 6 * HOUR - 15 * 60_000, now - 15 * 60_000);
       if (recent.count < 5 || before.count < 20) continue;
       const found: [string, number][] = [];
-      const latencyRatio = (recent.p95_ms ?? 0) / (before.p95_ms ?? Infinity);
+      // the median, not the p95: the baseline may already hold the incident's first minutes
+      const latencyRatio = (recent.p50_ms ?? 0) / (before.p50_ms ?? Infinity);
       if (latencyRatio > 2) found.push(['latency_spike', Math.min(1, latencyRatio / 4)]);
       if (recent.error_rate > 0.1 && recent.error_rate > 3 * before.error_rate) found.push(['error_spike', Math.min(1, recent.error_rate * 4)]);
       for (const [type, score] of found) {
