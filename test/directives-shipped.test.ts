@@ -9,12 +9,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Policy, policySchema } from '../src/directives/policy.js';
-import type { CapabilityRegistry } from '../src/directives/registry.js';
+import { capabilitiesWithToolFallback, type CapabilityRegistry } from '../src/directives/registry.js';
 import { DirectiveService } from '../src/directives/service.js';
 import { loadScenario, offsetPlacing, parseIncidentList, WORKER_MEMORY_LIMIT_BYTES } from '../src/generate/index.js';
 import { createMcpServer } from '../src/mcp/server.js';
 import { inProcessToolCaller } from '../src/mcp/tools/directives.js';
-import { readSetting } from '../src/settings.js';
+import { readSetting, writeSetting } from '../src/settings.js';
 import { theilSen } from '../src/stats/trend.js';
 import { AnomalyStore } from '../src/store/anomalies.js';
 import { Store } from '../src/store/store.js';
@@ -217,10 +217,13 @@ describe('shipped directives against generated scenarios', () => {
     expect(maxima.at(-1)!).toBeGreaterThan(maxima[0]!); // the leak, as query_metrics returned it
   });
 
-  it('proactive_scale: asks for more memory when forecasting puts the failure inside the horizon', async () => {
+  it('proactive_scale: asks for more memory when forecasting puts the failure inside the horizon (the real forecast_failure tool)', async () => {
     const { store, dir } = scenario('memory_leak');
-    const svc = service(store, dir, { forecast: forecaster(store, []) });
+    writeSetting(store, 'forecast.memory_limit_bytes', { worker: WORKER_MEMORY_LIMIT_BYTES }, 'test', "the worker's limit");
+    // nothing injected: as in the server, the registry reaches forecasting through Kiwi's own forecast_failure tool
+    const svc = service(store, dir, capabilitiesWithToolFallback({}, inProcessToolCaller(() => createMcpServer(store, null))));
     const far = await svc.run({ directive: 'proactive_scale', inputs: { component: 'worker', horizon_hours: 0.1 }, principal: OPS, mode: 'execute', approve: true });
+    expect(far.error ?? '').toBe('');
     expect(far.status).toBe('succeeded');
     expect(existsSync(join(dir, 'actions', 'scale-worker.json'))).toBe(false);
     const near = await svc.run({ directive: 'proactive_scale', inputs: { component: 'worker', horizon_hours: 72 }, principal: OPS, mode: 'execute', approve: true });
