@@ -121,6 +121,11 @@ describe('points and buckets', () => {
     expect(store.queryBuckets(id, T0, T0 + 5 * MINUTE, 5 * MINUTE)[0]!.count).toBe(6);
     // roll-ups past their own retention go too
     expect(store.prune(T0 + 5 * MINUTE, T0 + 5 * MINUTE).rollups_deleted).toBe(2);
+    // a series whose raw points are all pruned still has a last value: its last minute's average
+    store.writeRecords([metric(T0, 4, 'old.only'), metric(T0 + 30_000, 6, 'old.only')]);
+    store.prune(T0 + 5 * MINUTE, 0);
+    expect(store.describeSeries(store.findSeries({ name: 'old.only' }).series[0]!)).toMatchObject({ first_ts: T0, last_ts: T0, last_value: 5 });
+
     store.close();
   });
 

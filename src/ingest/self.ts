@@ -37,6 +37,8 @@ export interface OperationObservation {
 
 export class SelfTelemetry {
   private timer: NodeJS.Timeout | null = null;
+  /** Last timestamp written per per-call series: a point is one value per millisecond, so calls ending together get the next one. */
+  private readonly lastPointTs = new Map<string, number>();
   private readonly loopDelay: IntervalHistogram;
 
   constructor(
@@ -60,7 +62,7 @@ export class SelfTelemetry {
   }
 
   recordOperation(op: OperationObservation): void {
-    const end = op.start + op.durationMs;
+    const finished = Math.round(op.start + op.durationMs);
     const labels: Record<string, string> = { 'mcp.method.name': op.method };
     if (op.tool) labels['gen_ai.tool.name'] = op.tool;
     const attrs: Record<string, unknown> = { ...labels };
@@ -82,7 +84,7 @@ export class SelfTelemetry {
       },
       {
         type: 'metric',
-        ts: end,
+        ts: this.uniqueTs(`${SELF_METRICS.operationDuration}\u0000${op.method}\u0000${op.tool ?? ''}`, finished),
         name: SELF_METRICS.operationDuration,
         value: op.durationMs / 1000,
         component: SELF_COMPONENT,
@@ -93,7 +95,7 @@ export class SelfTelemetry {
       records.push(
         {
           type: 'metric',
-          ts: end,
+          ts: this.uniqueTs(`${SELF_METRICS.operationErrors}\u0000${op.method}\u0000${op.tool ?? ''}\u0000${op.errorType ?? ''}`, finished),
           name: SELF_METRICS.operationErrors,
           value: 1,
           component: SELF_COMPONENT,
@@ -101,7 +103,7 @@ export class SelfTelemetry {
         },
         {
           type: 'event',
-          ts: end,
+          ts: finished,
           kind: 'error',
           component: SELF_COMPONENT,
           level: 'error',
@@ -111,6 +113,13 @@ export class SelfTelemetry {
       );
     }
     this.write(records);
+  }
+
+  private uniqueTs(series: string, ts: number): number {
+    const last = this.lastPointTs.get(series);
+    const unique = last !== undefined && ts <= last ? last + 1 : ts;
+    this.lastPointTs.set(series, unique);
+    return unique;
   }
 
   /** One sample of Kiwi's own process; also called by the interval timer. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Statement } from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import type { Attributes, EventRecord, Labels, MetricRecord, SpanRecord, TelemetryRecord } from '../ingest/records.js';
 import { quantileOfSorted } from '../stats/robust.js';
@@ -175,6 +176,8 @@ export class Store {
   readonly db: SqliteDatabase;
   readonly path: string;
   private readonly seriesIds = new Map<string, number>();
+  /** Statements built from filters are prepared once per distinct SQL text. */
+  private readonly dynamic = new Map<string, Statement>();
   private readonly stmt: ReturnType<Store['prepareStatements']>;
 
   constructor(path: string) {
@@ -205,6 +208,7 @@ export class Store {
       ),
       seriesFirst: db.prepare('SELECT ts FROM points WHERE series_id = ? ORDER BY ts ASC LIMIT 1').pluck(),
       seriesFirstRollup: db.prepare('SELECT ts FROM rollups_1m WHERE series_id = ? ORDER BY ts ASC LIMIT 1').pluck(),
+      seriesLastRollup: db.prepare('SELECT ts, sum / count AS value FROM rollups_1m WHERE series_id = ? ORDER BY ts DESC LIMIT 1'),
       seriesLast: db.prepare('SELECT ts, value FROM points WHERE series_id = ? ORDER BY ts DESC LIMIT 1'),
       pointsInRange: db.prepare('SELECT ts, value FROM points WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts').raw(),
       rollupsInRange: db.prepare(
@@ -247,6 +251,15 @@ export class Store {
          WHERE status IN (${OPEN_ANOMALY_STATUSES.map(() => '?').join(', ')}) ORDER BY updated_at DESC LIMIT ?`,
       ),
     };
+  }
+
+  private prepared(sql: string): Statement {
+    let statement = this.dynamic.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.dynamic.set(sql, statement);
+    }
+    return statement;
   }
 
   // ---------------------------------------------------------------- writes
@@ -369,15 +382,16 @@ export class Store {
     for (const [key, value] of Object.entries(filter.labels ?? {})) {
       where.add('json_extract(labels, ?) = ?', `$.${JSON.stringify(key)}`, value);
     }
-    const total = this.db.prepare(`SELECT count(*) FROM series ${where.clause()}`).pluck().get(...where.params) as number;
-    const rows = this.db
-      .prepare(`SELECT id, name, component, labels FROM series ${where.clause()} ORDER BY name, component, labels LIMIT ? OFFSET ?`)
+    const total = this.prepared(`SELECT count(*) FROM series ${where.clause()}`).pluck().get(...where.params) as number;
+    const rows = this
+      .prepared(`SELECT id, name, component, labels FROM series ${where.clause()} ORDER BY name, component, labels LIMIT ? OFFSET ?`)
       .all(...where.params, limit, offset) as { id: number; name: string; component: string; labels: string }[];
     return { series: rows.map((r) => ({ ...r, labels: JSON.parse(r.labels) as Labels })), total };
   }
 
+  /** First and last time, and the last value: the last raw point, or the last minute's average once only roll-ups remain. */
   describeSeries(series: SeriesRow): SeriesInfo {
-    const last = this.stmt.seriesLast.get(series.id) as { ts: number; value: number } | undefined;
+    const last = (this.stmt.seriesLast.get(series.id) ?? this.stmt.seriesLastRollup.get(series.id)) as { ts: number; value: number } | undefined;
     const firstRaw = this.stmt.seriesFirst.get(series.id) as number | undefined;
     const firstRollup = this.stmt.seriesFirstRollup.get(series.id) as number | undefined;
     const first = firstRollup !== undefined ? firstRollup : firstRaw;
@@ -418,8 +432,8 @@ export class Store {
       const c = decodeCursor(cursor);
       where.add('(ts < ? OR (ts = ? AND id < ?))', c.ts, c.ts, c.id);
     }
-    const rows = this.db
-      .prepare(
+    const rows = this
+      .prepared(
         `SELECT id, ts, kind, component, level, message, attrs FROM events ${where.clause()} ORDER BY ts DESC, id DESC LIMIT ?`,
       )
       .all(...where.params, limit + 1) as (Omit<StoredEvent, 'attrs'> & { attrs: string })[];
@@ -437,7 +451,7 @@ export class Store {
   countEvents(filter: EventFilter & { attr?: { key: string; value: string } }): number {
     const where = eventConditions(filter);
     if (filter.attr) where.add('json_extract(attrs, ?) = ?', `$.${JSON.stringify(filter.attr.key)}`, filter.attr.value);
-    return this.db.prepare(`SELECT count(*) FROM events ${where.clause()}`).pluck().get(...where.params) as number;
+    return this.prepared(`SELECT count(*) FROM events ${where.clause()}`).pluck().get(...where.params) as number;
   }
 
   // ---------------------------------------------------------------- spans
@@ -466,8 +480,8 @@ export class Store {
     if (filter.component !== undefined) where.add('component = ?', filter.component);
     if (filter.from !== undefined) where.add('start_ts >= ?', filter.from);
     if (filter.to !== undefined) where.add('start_ts < ?', filter.to);
-    const rows = this.db
-      .prepare(
+    const rows = this
+      .prepared(
         `SELECT trace_id, span_id, parent_id, name, component, start_ts AS start, duration_ms, status, attrs
          FROM spans ${where.clause()} ORDER BY start_ts DESC LIMIT ?`,
       )
