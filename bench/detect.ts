@@ -19,6 +19,7 @@ import { INCIDENT_TYPES, writeScenario } from '../src/generate/index.js';
 import { ingestFile } from '../src/ingest/ingest.js';
 import { seededNormal } from '../src/stats/random.js';
 import { Store } from '../src/store/store.js';
+import { reportResult } from './result.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -147,6 +148,24 @@ async function main(): Promise<void> {
   console.log(
     `| kiwi detect --csv, 1M rows | ${Math.round(csv.kiwi).toLocaleString('en')} rows/s | read+write without scoring ${Math.round(csv.baseline).toLocaleString('en')} rows/s | ${(csv.kiwi / csv.baseline).toFixed(2)}x | >= 200,000 rows/s ${csv.kiwi >= 200_000 ? 'ok' : 'MISSED'} |`,
   );
+  reportResult({
+    bench: 'detect',
+    measure: `detect_anomalies, 60 min lookback, ${(points / 1e6).toFixed(1)}M points`,
+    value: `${detectMs.toFixed(0)} ms`,
+    baseline: `${bareMs.toFixed(0)} ms (bare read of its points)`,
+    ratio: `${(detectMs / bareMs).toFixed(2)}x`,
+    target: '< 500 ms',
+    ok: detectMs < 500,
+  });
+  reportResult({
+    bench: 'detect',
+    measure: 'kiwi detect --csv, 1M rows',
+    value: `${Math.round(csv.kiwi).toLocaleString('en')} rows/s`,
+    baseline: `${Math.round(csv.baseline).toLocaleString('en')} rows/s (read+write without scoring)`,
+    ratio: `${(csv.kiwi / csv.baseline).toFixed(2)}x`,
+    target: '>= 200,000 rows/s',
+    ok: csv.kiwi >= 200_000,
+  });
 
   if (process.env.BENCH_DETECT_PARTS === 'speed') return rmSync(dir, { recursive: true, force: true });
   console.log('');
@@ -166,6 +185,13 @@ async function main(): Promise<void> {
   }
   const total = seeds.length * INCIDENT_TYPES.length;
   console.log(`| incidents found with the right type and component, seeds ${seeds.join(', ')} | ${hits}/${total}${misses.length ? ` (missed: ${misses.join(', ')})` : ''} | ${total}/${total} |`);
+  reportResult({
+    bench: 'detect',
+    measure: `incidents found with the right type and component, seeds ${seeds.join(', ')}`,
+    value: `${hits}/${total}${misses.length ? ` (missed: ${misses.join(', ')})` : ''}`,
+    target: `${total}/${total}`,
+    ok: hits === total,
+  });
   for (const seed of [11, 12]) {
     const store = await scenarioStore(`quiet-${seed}`, 7, seed, false);
     const from = END - 7 * DAY + 7 * HOUR;
@@ -174,6 +200,13 @@ async function main(): Promise<void> {
     const seriesDays = store.findSeries({}).total * ((END - from) / DAY);
     const rate = created / seriesDays;
     console.log(`| false alarms per series-day, quiet week, seed ${seed}, judged hourly (${created} over ${seriesDays.toFixed(0)} series-days) | ${rate.toFixed(3)} | <= 0.05 ${rate <= 0.05 ? 'ok' : 'MISSED'} |`);
+    reportResult({
+      bench: 'detect',
+      measure: `false alarms per series-day, quiet week, seed ${seed}`,
+      value: rate.toFixed(3),
+      target: '<= 0.05',
+      ok: rate <= 0.05,
+    });
     store.close();
   }
   rmSync(dir, { recursive: true, force: true });

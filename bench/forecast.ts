@@ -26,6 +26,7 @@ import type { EventRecord } from '../src/ingest/records.js';
 import { quantile } from '../src/stats/robust.js';
 import { seasonalNaiveForecast } from '../src/stats/seasonal-forecast.js';
 import type { ConnectionChange } from '../src/store/forecast.js';
+import { reportResult } from './result.js';
 
 function findProjectRoot(start: string): string {
   for (let dir = start; ; dir = dirname(dir)) {
@@ -324,4 +325,53 @@ for (const [label, b] of [
 }
 console.log(`| hours_to_oom within ±20% after 6 h of leak | ${withinTarget}/${errors.length} (median |error| ${(quantile(errors.map(Math.abs), 0.5) * 100).toFixed(1)}%, worst ${(Math.max(...errors.map(Math.abs)) * 100).toFixed(1)}%) | - | all | ${verdict(withinTarget === errors.length)} |`);
 console.log(`| out-of-memory forecast on leak-free memory | ${falseOom}/${freeCases.length} | - | 0 | ${verdict(falseOom === 0)} |`);
+for (const [label, scores, result] of [
+  ['generated', generatedScores, generated],
+  ['NAB', nabScores, nab],
+] as const) {
+  reportResult({
+    bench: 'forecast',
+    measure: `latency MASE, ${label} (${scores.length} series)`,
+    value: result.ratio.toFixed(3),
+    baseline: '1 (seasonal naive)',
+    target: '< 0.9',
+    ok: result.ratio < 0.9,
+  });
+  reportResult({
+    bench: 'forecast',
+    measure: `95% interval coverage, ${label}`,
+    value: `${(result.coverage * 100).toFixed(1)}%`,
+    target: '90–98%',
+    ok: result.coverage >= 0.9 && result.coverage <= 0.98,
+  });
+}
+for (const [label, b] of [
+  ['spike Brier, generated', generated.brier],
+  ['spike Brier, NAB', nab.brier],
+  ['connection-drop Brier (10 min)', connectionScore],
+] as const) {
+  reportResult({
+    bench: 'forecast',
+    measure: label,
+    value: b.model.toFixed(4),
+    baseline: `${b.climatology.toFixed(4)} (climatology)`,
+    ratio: `${(b.model / b.climatology).toFixed(2)}x`,
+    target: 'lower than baseline',
+    ok: b.model < b.climatology,
+  });
+}
+reportResult({
+  bench: 'forecast',
+  measure: 'hours_to_oom within ±20% after 6 h of leak',
+  value: `${withinTarget}/${errors.length} (median error ${(quantile(errors.map(Math.abs), 0.5) * 100).toFixed(1)}%, worst ${(Math.max(...errors.map(Math.abs)) * 100).toFixed(1)}%)`,
+  target: 'all',
+  ok: withinTarget === errors.length,
+});
+reportResult({
+  bench: 'forecast',
+  measure: 'out-of-memory forecast on leak-free memory',
+  value: `${falseOom}/${freeCases.length}`,
+  target: '0',
+  ok: falseOom === 0,
+});
 console.log(`\n(${((performance.now() - started) / 1000).toFixed(1)} s)`);

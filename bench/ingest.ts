@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { ingestFile } from '../src/ingest/ingest.js';
 import { openDatabase } from '../src/store/database.js';
 import { Store } from '../src/store/store.js';
+import { reportResult } from './result.js';
 
 const POINTS = Number(process.env.BENCH_POINTS ?? 1_000_000);
 const SERIES = 100;
@@ -99,6 +100,22 @@ async function main(): Promise<void> {
   console.log(`| kiwi ingest (JSONL file, validated, batched) | ${Math.round(kiwiRate).toLocaleString('en')} points/s | |`);
   console.log(`| kiwi / baseline | ${ratio.toFixed(2)}x | >= 0.5x ${ratio >= 0.5 ? 'ok' : 'MISSED'} |`);
   console.log(`| query 24 h of one series by minute (${buckets} buckets, median of ${QUERY_REPEATS}) | ${queryMs.toFixed(2)} ms | < 20 ms ${queryMs < 20 ? 'ok' : 'MISSED'} |`);
+  reportResult({
+    bench: 'ingest',
+    measure: `JSONL file ingest, ${POINTS.toLocaleString('en')} points`,
+    value: `${Math.round(kiwiRate).toLocaleString('en')} points/s`,
+    baseline: `${Math.round(bareRate).toLocaleString('en')} points/s (bare better-sqlite3 insert)`,
+    ratio: `${ratio.toFixed(2)}x`,
+    target: '>= 0.5x',
+    ok: ratio >= 0.5,
+  });
+  reportResult({
+    bench: 'ingest',
+    measure: `query 24 h of one series by minute (median of ${QUERY_REPEATS})`,
+    value: `${queryMs.toFixed(2)} ms`,
+    target: '< 20 ms',
+    ok: queryMs < 20,
+  });
   rmSync(dir, { recursive: true, force: true });
 }
 

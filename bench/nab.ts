@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_DETECTOR_CONFIG } from "../src/detect/univariate.js";
+import { reportResult } from "./result.js";
 
 /** The folder holding package.json, found upwards from this file (works from bench/ and dist/bench/). */
 function findProjectRoot(start: string): string {
@@ -47,6 +48,8 @@ function listCsvFiles(root: string): string[] {
 }
 
 const cli = join(projectRoot, "dist", "src", "cli.js");
+/** The published NAB standard-profile score of Numenta HTM, the figure the README compares against. */
+const NUMENTA_HTM_STANDARD = 67.2;
 
 /**
  * Scores every file with `kiwi detect --csv` exactly as a user runs it (the built CLI, one
@@ -131,6 +134,30 @@ function main(): void {
   }
   console.log(`\n${rowsOut.join("\n")}`);
   console.log(`\nthroughput: ${rowsPerSecond} rows/s (${rows} rows through kiwi detect --csv, read, scored and written; process start-up excluded)`);
+  const standard = protocol.get("standard");
+  const standardShipped = shipped.get("standard");
+  if (standard) {
+    reportResult({
+      bench: "nab",
+      measure: "NAB score, standard profile, NAB protocol",
+      value: standard.score.toFixed(1),
+      baseline: `${NUMENTA_HTM_STANDARD} (Numenta HTM, published)`,
+      ratio: `${(standard.score / NUMENTA_HTM_STANDARD).toFixed(2)}x`,
+      target: ">= 70",
+      ok: standard.score >= 70,
+    });
+  }
+  if (standardShipped) {
+    reportResult({
+      bench: "nab",
+      measure: "NAB score, standard profile, as shipped (threshold 0.5)",
+      value: standardShipped.score.toFixed(1),
+      baseline: `${NUMENTA_HTM_STANDARD} (Numenta HTM, published)`,
+      ratio: `${(standardShipped.score / NUMENTA_HTM_STANDARD).toFixed(2)}x`,
+      target: ">= 60",
+      ok: standardShipped.score >= 60,
+    });
+  }
 }
 
 main();

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { ingestFile } from '../src/ingest/ingest.js';
 import { encodeRequestFromJson } from '../src/ingest/otlp/proto.js';
 import { Store } from '../src/store/store.js';
+import { reportResult } from './result.js';
 
 const SPANS = Number(process.env.BENCH_SPANS ?? 200_000);
 const POINTS = Number(process.env.BENCH_POINTS ?? 200_000);
@@ -356,6 +357,29 @@ async function main(): Promise<void> {
   console.log(
     `| OTLP/protobuf metric data points (per request 600 gauges + 400 cumulative counters) | ${fmt(dataPointRate)} data points/s (${fmt(storedPointRate)} stored points/s) | ${fmt(filePointRate)} points/s | ${(storedPointRate / filePointRate).toFixed(2)}x (stored points) | |`,
   );
+  reportResult({
+    bench: 'otlp',
+    measure: 'OTLP/protobuf spans over loopback, 4 connections',
+    value: `${fmt(otlpSpanRate)} spans/s`,
+    baseline: `${fmt(fileSpanRate)} spans/s (file ingest)`,
+    ratio: `${(otlpSpanRate / fileSpanRate).toFixed(2)}x`,
+    target: `>= ${fmt(TARGET_SPANS_PER_S)} spans/s`,
+    ok: otlpSpanRate >= TARGET_SPANS_PER_S,
+  });
+  reportResult({
+    bench: 'otlp',
+    measure: 'OTLP/JSON spans over loopback, 4 connections',
+    value: `${fmt(jsonSpanRate)} spans/s`,
+    baseline: `${fmt(fileSpanRate)} spans/s (file ingest)`,
+    ratio: `${(jsonSpanRate / fileSpanRate).toFixed(2)}x`,
+  });
+  reportResult({
+    bench: 'otlp',
+    measure: 'OTLP/protobuf metric data points (stored points)',
+    value: `${fmt(dataPointRate)} data points/s (${fmt(storedPointRate)} stored points/s)`,
+    baseline: `${fmt(filePointRate)} points/s (file ingest)`,
+    ratio: `${(storedPointRate / filePointRate).toFixed(2)}x (stored points)`,
+  });
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -23,6 +23,7 @@ import { loadScenario, scenarioTruth, type IncidentType, type ScenarioOptions } 
 import { ingestText } from '../src/ingest/ingest.js';
 import type { TelemetryRecord } from '../src/ingest/records.js';
 import { Store } from '../src/store/store.js';
+import { reportResult } from './result.js';
 
 function findProjectRoot(start: string): string {
   for (let dir = start; ; dir = dirname(dir)) {
@@ -237,11 +238,31 @@ try {
   console.log(`  analysis time per case: median ${caseMs[Math.floor(caseMs.length / 2)]!.toFixed(1)} ms, max ${caseMs[caseMs.length - 1]!.toFixed(1)} ms`);
   const targetsMet = cpu.avg5 >= 0.95 && mem.avg5 >= 0.95 && cpu.ac1 >= 0.9 && mem.ac1 >= 0.9;
   console.log(`  targets (Avg@5 >= 0.95, AC@1 >= 0.9, both): ${targetsMet ? 'met' : 'NOT met'}`);
+  for (const [fault, acc, baro] of [
+    ['CPU', cpu, '0.99'],
+    ['MEM', mem, '0.99'],
+  ] as const) {
+    reportResult({
+      bench: 'rca',
+      measure: `Sock Shop ${fault} faults, AC@1 / AC@3 / Avg@5 (${sock.filter((r) => r.fault === fault.toLowerCase()).length} cases)`,
+      value: `${f2(acc.ac1)} / ${f2(acc.ac3)} / ${f2(acc.avg5)}`,
+      baseline: `Avg@5 ${baro} (BARO, published)`,
+      target: 'AC@1 >= 0.9, Avg@5 >= 0.95',
+      ok: acc.ac1 >= 0.9 && acc.avg5 >= 0.95,
+    });
+  }
 
   console.log('\nGenerated scenarios (2 days ending 16:00 UTC; rank of the injected root cause)');
   const scenarios = runScenarios([1, 2, 3]);
   for (const line of scenarios.lines) console.log(line);
   console.log(`  root cause first in ${scenarios.firsts} of ${scenarios.total} analyses`);
+  reportResult({
+    bench: 'rca',
+    measure: 'generated scenarios, injected root cause ranked first',
+    value: `${scenarios.firsts}/${scenarios.total}`,
+    target: 'all',
+    ok: scenarios.firsts === scenarios.total,
+  });
 
   const speed = runSpeed();
   console.log(
@@ -249,6 +270,15 @@ try {
       `${speed.analysisMs.toFixed(0)} ms (target < 1000 ms); bare read of the same points ${speed.bareMs.toFixed(0)} ms ` +
       `(analysis / bare read = ${(speed.analysisMs / speed.bareMs).toFixed(2)}x)`,
   );
+  reportResult({
+    bench: 'rca',
+    measure: 'analysis of 1 h of 100 series at 10 s, default 24 h baseline',
+    value: `${speed.analysisMs.toFixed(0)} ms`,
+    baseline: `${speed.bareMs.toFixed(0)} ms (bare read of the same points)`,
+    ratio: `${(speed.analysisMs / speed.bareMs).toFixed(2)}x`,
+    target: '< 1000 ms',
+    ok: speed.analysisMs < 1000,
+  });
 } finally {
   rmSync(workDir, { recursive: true, force: true });
 }

@@ -46,7 +46,7 @@ const DB_FLAG: [string, string] = ['--db PATH', 'database file (default: $KIWI_D
 export const commands: Record<string, Command> = {
   serve: {
     summary: 'run the MCP server (stdio by default, or Streamable HTTP)',
-    usage: 'kiwi serve [--db PATH] [--http [--port N] [--host H] [--allowed-hosts LIST]]',
+    usage: 'kiwi serve [--db PATH] [--http [--port N] [--host H] [--allowed-hosts LIST]] [--self-interval 10s] [--no-self-telemetry]',
     options: {
       db: { type: 'string' },
       http: { type: 'boolean' },

@@ -67,9 +67,9 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
       inputSchema: {
         lookback: z.string().default('60m').describe('Window to judge, e.g. 15m, 60m, 6h'),
         at: z.union([z.string(), z.number()]).optional().describe('End of the window (default now): ISO 8601, epoch, or -2h'),
-        component: z.string().optional(),
-        types: z.array(z.enum(ANOMALY_TYPES)).optional(),
-        sensitivity: z.number().min(0).max(1).optional(),
+        component: z.string().optional().describe('Judge only this component'),
+        types: z.array(z.enum(ANOMALY_TYPES)).optional().describe('Run only the checks for these types'),
+        sensitivity: z.number().min(0).max(1).optional().describe('0..1; default the detect.sensitivity setting (0.5: p < 1e-6; 1: p < 1e-3; 0: p < 1e-9)'),
         limit: z.number().int().min(1).max(LIMITS.anomalies).default(20),
       },
       outputSchema: {
@@ -141,10 +141,10 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         'Stored anomalies, most recently seen first. status defaults to open and acknowledged; filter by component, type and ' +
         `since (time). Paginated: limit (default 20, at most ${LIMITS.list}) and offset.`,
       inputSchema: {
-        status: z.array(z.enum(ANOMALY_STATUSES)).optional(),
+        status: z.array(z.enum(ANOMALY_STATUSES)).optional().describe('Default: open and acknowledged'),
         component: z.string().optional(),
         type: z.string().optional(),
-        since: z.union([z.string(), z.number()]).optional(),
+        since: z.union([z.string(), z.number()]).optional().describe('Anomalies last seen at or after this time: ISO 8601, epoch, or relative like -7d'),
         limit: z.number().int().min(1).max(LIMITS.list).default(20),
         offset: z.number().int().min(0).default(0),
       },
@@ -201,8 +201,8 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         'later findings on the same signal are held back unless 1.5x larger. Every change is audited.',
       inputSchema: {
         id: z.string(),
-        action: z.enum(['acknowledge', 'resolve', 'false_positive', 'reopen']),
-        note: z.string().max(2000).optional(),
+        action: z.enum(['acknowledge', 'resolve', 'false_positive', 'reopen']).describe('false_positive also teaches detection to hold back similar findings'),
+        note: z.string().max(2000).optional().describe('Why; kept with the anomaly and in the audit trail'),
       },
       outputSchema: anomalyShape.shape,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },

@@ -293,8 +293,8 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
         'Check a directive: give `yaml` (the text of a new one, at most 256 KiB) or `name` (one in the folder). Reports YAML and schema errors, ' +
         'unknown actions/scripts/tools/directives, script paths outside scripts/, undeclared permissions, bad expressions and cycles, each as line:column: message (at most 50).',
       inputSchema: {
-        yaml: z.string().max(LIMITS.yamlChars).optional(),
-        name: z.string().max(64).optional(),
+        yaml: z.string().max(LIMITS.yamlChars).optional().describe('The directive as YAML text (to check a draft)'),
+        name: z.string().max(64).optional().describe('Or the name of a directive in the directives folder'),
       },
       outputSchema: { valid: z.boolean(), errors: z.array(z.string()), error_count: z.number() },
       annotations: { readOnlyHint: true, openWorldHint: false },
@@ -327,9 +327,9 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
         'A failing step rolls back the changes applied so far. One run per directive and target at a time; idempotency_key returns the earlier run instead of running again. ' +
         `The answer lists at most ${LIMITS.planShown} plan entries and ${LIMITS.stepsShown} steps.`,
       inputSchema: {
-        name: z.string().max(64),
-        inputs: z.record(z.string(), z.unknown()).default({}),
-        mode: z.enum(['plan', 'execute']).default('plan'),
+        name: z.string().max(64).describe('The directive, as list_directives names it'),
+        inputs: z.record(z.string(), z.unknown()).default({}).describe("Values for the directive's inputs"),
+        mode: z.enum(['plan', 'execute']).default('plan').describe('plan lists exactly what would run and changes nothing; execute runs it'),
         approve: z.boolean().default(false).describe('approve destructive steps yourself; counts only where the policy allows agents to'),
         idempotency_key: z.string().min(1).max(200).optional(),
       },

@@ -72,9 +72,9 @@ export function registerTelemetryTools(server: McpServer, store: Store): void {
         'reported as source:line: reason and the good ones kept; with strict=true any bad line means nothing is written. ' +
         'Re-sending the same data stores it once. The answer lists at most 20 errors.',
       inputSchema: {
-        records: z.array(z.record(z.string(), z.unknown())).max(LIMITS.ingestRecords).optional(),
-        jsonl: z.string().max(LIMITS.ingestTextBytes).optional(),
-        csv: z.string().max(LIMITS.ingestTextBytes).optional(),
+        records: z.array(z.record(z.string(), z.unknown())).max(LIMITS.ingestRecords).optional().describe('Record objects as in the JSONL format (type metric, event or span)'),
+        jsonl: z.string().max(LIMITS.ingestTextBytes).optional().describe('One JSON record per line'),
+        csv: z.string().max(LIMITS.ingestTextBytes).optional().describe('Long-form CSV with a header timestamp,component,metric,value; extra columns become labels'),
         strict: z.boolean().default(false).describe('Reject everything when any line is bad'),
       },
       outputSchema: {
@@ -274,14 +274,14 @@ export function registerTelemetryTools(server: McpServer, store: Store): void {
         `${LIMITS.events}) and the next_cursor of the previous page. Messages are cut at ${LIMITS.eventMessageChars} characters ` +
         `and attributes at ${LIMITS.eventAttrsChars}.`,
       inputSchema: {
-        kind: z.union([z.string(), z.array(z.string()).max(20)]).optional(),
+        kind: z.union([z.string(), z.array(z.string()).max(20)]).optional().describe('One kind or several: log, error, permission, connection, config, deploy, ...'),
         component: z.string().optional(),
-        min_level: z.enum(EVENT_LEVELS).optional(),
+        min_level: z.enum(EVENT_LEVELS).optional().describe('Lowest level included (trace < debug < info < warn < error < fatal)'),
         text: z.string().max(200).optional().describe('Case-insensitive text the message contains'),
         from: timeInput.optional(),
         to: timeInput.optional(),
         limit: z.number().int().min(1).max(LIMITS.events).default(50),
-        cursor: z.string().optional(),
+        cursor: z.string().optional().describe('next_cursor of the previous page'),
       },
       outputSchema: {
         events: z.array(
@@ -346,7 +346,7 @@ export function registerTelemetryTools(server: McpServer, store: Store): void {
         `CPU, MCP connection state, and open anomalies. window_minutes defaults to 15; at most ${LIMITS.healthComponents} components.`,
       inputSchema: {
         component: z.string().optional(),
-        window_minutes: z.number().int().min(1).max(1440).default(15),
+        window_minutes: z.number().int().min(1).max(1440).default(15).describe('Requests and events are counted over this many minutes ending at each component\'s last data'),
         limit: z.number().int().min(1).max(LIMITS.healthComponents).default(50),
       },
       outputSchema: {
