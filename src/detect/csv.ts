@@ -17,6 +17,18 @@ export interface CsvScoreSummary {
   errors: string[];
 }
 
+/** The `index`-th comma-separated field of an unquoted line, or undefined when the line is shorter. */
+function fieldAt(line: string, index: number): string | undefined {
+  let start = 0;
+  for (let i = 0; i < index; i++) {
+    const comma = line.indexOf(',', start);
+    if (comma < 0) return undefined;
+    start = comma + 1;
+  }
+  const end = line.indexOf(',', start);
+  return end < 0 ? line.slice(start) : line.slice(start, end);
+}
+
 export async function scoreCsvFile(
   inPath: string,
   outPath: string,
@@ -43,10 +55,16 @@ export async function scoreCsvFile(
     lineNumber++;
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (line.trim() === '') return;
+    if (columns !== null && !line.includes('"')) {
+      // Most files quote nothing: take the two fields between commas, without splitting the line.
+      const tsText = fieldAt(line, columns.ts);
+      const valueText = fieldAt(line, columns.value);
+      if (tsText === undefined || valueText === undefined) return reject('missing timestamp or value field');
+      return score(tsText.trim(), valueText.trim());
+    }
     let fields: string[];
     try {
-      // Most files quote nothing: split on commas without the RFC 4180 parser.
-      fields = line.includes('"') ? splitCsvLine(line) : line.split(',');
+      fields = splitCsvLine(line);
     } catch (err) {
       return reject((err as Error).message);
     }
@@ -60,6 +78,9 @@ export async function scoreCsvFile(
     const tsText = fields[columns.ts];
     const valueText = fields[columns.value];
     if (tsText === undefined || valueText === undefined) return reject('missing timestamp or value field');
+    return score(tsText, valueText);
+  };
+  const score = (tsText: string, valueText: string) => {
     let ts: number;
     try {
       ts = parseTimestamp(tsText);

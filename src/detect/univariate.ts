@@ -126,20 +126,32 @@ export class UnivariateDetector {
     let driver: SurpriseFeature | undefined;
     if (this.values.length >= 20) {
       const center = this.values.median;
+      // the smallest p-value of the features and which one gave it (written out: this runs per point)
       let smallest = this.levelRarity.update(Math.abs(value - center));
       driver = "level";
-      let features = 1;
-      const consider = (p: number, feature: SurpriseFeature): void => {
+      let features = 2;
+      const shift = this.shiftRarity.update(Math.abs(this.recentMean() - center));
+      if (shift < smallest) {
+        smallest = shift;
+        driver = "shift";
+      }
+      if (!Number.isNaN(this.previousValue)) {
         features++;
-        if (p < smallest) {
-          smallest = p;
-          driver = feature;
+        const step = this.stepRarity.update(Math.abs(value - this.previousValue));
+        if (step < smallest) {
+          smallest = step;
+          driver = "step";
         }
-      };
-      consider(this.shiftRarity.update(Math.abs(this.recentMean() - center)), "shift");
-      if (!Number.isNaN(this.previousValue)) consider(this.stepRarity.update(Math.abs(value - this.previousValue)), "step");
+      }
       const residual = this.seasonalResidual(ts, value);
-      if (!Number.isNaN(residual)) consider(this.seasonalRarity.update(residual), "seasonal");
+      if (!Number.isNaN(residual)) {
+        features++;
+        const seasonal = this.seasonalRarity.update(residual);
+        if (seasonal < smallest) {
+          smallest = seasonal;
+          driver = "seasonal";
+        }
+      }
       pValue = Math.min(1, features * smallest);
     }
     this.values.push(value);

@@ -129,7 +129,12 @@ function plainUtcTimestamp(text: string): number | null {
   }
   if (n === end + 1 && text.charCodeAt(end) !== 90) return null;
   if (n !== end && n !== end + 1) return null;
-  const [year, month, day, hour, minute, second] = [digits(text, 0, 4), digits(text, 5, 2), digits(text, 8, 2), digits(text, 11, 2), digits(text, 14, 2), digits(text, 17, 2)];
+  const year = digits(text, 0, 4);
+  const month = digits(text, 5, 2);
+  const day = digits(text, 8, 2);
+  const hour = digits(text, 11, 2);
+  const minute = digits(text, 14, 2);
+  const second = digits(text, 17, 2);
   if (Number.isNaN(year + month + day + hour + minute + second + millis)) return null;
   if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
   const ms = Date.UTC(year, month - 1, day, hour, minute, second, millis);
