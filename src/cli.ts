@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `kiwi` command line. Each command's `--help` describes its flags. */
-import { realpathSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { isEntryPoint } from './cli/entry.js';
+import { writeFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { parseIncidentList, writeScenario } from './generate/index.js';
@@ -661,18 +661,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** True when this file is the program being run (also through npm's bin link), not an import. */
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

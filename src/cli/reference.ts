@@ -4,7 +4,8 @@
  * Both are generated from the registered schemas and tables, and test/reference.test.ts fails when the
  * checked-in files differ from what this produces, so they cannot drift from the code.
  */
-import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { isEntryPoint } from './entry.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -477,17 +478,7 @@ export async function generatedReference(): Promise<Record<string, string>> {
   return { 'REFERENCE.md': await referenceMarkdown(), 'CONFIGURATION.md': configurationMarkdown() };
 }
 
-function isEntryPoint(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url);
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const docs = new URL('../../../docs/', import.meta.url);
   for (const [name, content] of Object.entries(await generatedReference())) {
     writeFileSync(fileURLToPath(new URL(name, docs)), content);
