@@ -826,8 +826,7 @@ export class DirectiveEngine {
     while (state.applied.length) {
       const undo = state.applied.pop()!;
       const started = Date.now();
-      try {
-        const result = await withTimeout(DEFAULT_STEP_TIMEOUT_MS, (signal) => this.runAction(frame, state, undo.action, undo.inputs, signal));
+      const record = (outcome: 'ok' | 'failed', output: unknown, error: string | null) =>
         state.records.push({
           path: 'undo',
           phase: 'undo',
@@ -836,31 +835,20 @@ export class DirectiveEngine {
           ref: undo.action,
           item_index: null,
           inputs: state.mask(undo.inputs),
-          output: state.mask(result.output),
-          outcome: 'ok',
-          error: null,
+          output,
+          outcome,
+          error,
           attempts: 1,
           started_at: new Date(started).toISOString(),
           duration_ms: Date.now() - started,
         });
+      try {
+        const result = await withTimeout(DEFAULT_STEP_TIMEOUT_MS, (signal) => this.runAction(frame, state, undo.action, undo.inputs, signal));
+        record('ok', state.mask(result.output), null);
         this.store.appendAudit({ actor: state.principal, action: 'directive.undo', target: state.run.id, details: { undo: undo.description, inputs: state.mask(undo.inputs) } as Record<string, unknown> });
       } catch (err) {
         errors.push(`${undo.description}: ${(err as Error).message}`);
-        state.records.push({
-          path: 'undo',
-          phase: 'undo',
-          name: undo.description,
-          kind: 'undo',
-          ref: undo.action,
-          item_index: null,
-          inputs: state.mask(undo.inputs),
-          output: null,
-          outcome: 'failed',
-          error: (err as Error).message,
-          attempts: 1,
-          started_at: new Date(started).toISOString(),
-          duration_ms: Date.now() - started,
-        });
+        record('failed', null, (err as Error).message);
       }
     }
     return errors;

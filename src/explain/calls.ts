@@ -10,7 +10,7 @@ import { median } from '../stats/robust.js';
 import { rateShiftZ, windowShift } from '../stats/shift.js';
 import type { Grid } from './grid.js';
 import { MOVED_Z, round3, strengthOf } from './strength.js';
-import type { Explanation, Signal, Symptom } from './types.js';
+import type { Explanation, Signal, SignalKind, Symptom } from './types.js';
 
 const MIN_BASELINE_BUCKETS = 5;
 const MIN_WINDOW_BUCKETS = 3;
@@ -253,28 +253,18 @@ export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Gri
     const originated = totalsOf(grid, p.originated);
     if (originated.window === 0 && originated.baseline === 0) continue;
     const trialGrid = trials ?? per.get(component)!.count;
-    const trialTotals = totalsOf(grid, trialGrid);
-    const z = rateShiftZ(originated.window, trialTotals.window, originated.baseline, trialTotals.baseline);
-    const rateGrid = grid.empty();
-    for (let b = 0; b < grid.size; b++) if (trialGrid[b]! > 0) rateGrid[b] = p.originated[b]! / trialGrid[b]!;
-    const baselineRate = trialTotals.baseline ? originated.baseline / trialTotals.baseline : 0;
-    const windowRate = trialTotals.window ? originated.window / trialTotals.window : 0;
-    signals.push({
-      component,
-      kind: 'errors',
-      name: 'failures started here',
-      strength: z > 0 ? strengthOf(z) : 0,
-      z,
-      direction: z >= 0 ? 'up' : 'down',
-      baseline: baselineRate,
-      current: windowRate,
-      unit: '%',
-      onset: rateOnset(grid, p.originated, trialGrid, originated.baseline, trialTotals.baseline),
-      detail:
-        `${originated.window} failed calls or threads started here in the window (${round3(windowRate * 100)}% of ` +
-        `${trials ? 'threads' : 'its spans'}) against ${originated.baseline} in the baseline (${round3(baselineRate * 100)}%)`,
-      grid: rateGrid,
-    });
+    signals.push(
+      rateSignal(grid, {
+        component,
+        kind: 'errors',
+        name: 'failures started here',
+        hits: p.originated,
+        trials: trialGrid,
+        detail: (r) =>
+          `${r.hits.window} failed calls or threads started here in the window (${round3(r.windowRate * 100)}% of ` +
+          `${trials ? 'threads' : 'its spans'}) against ${r.hits.baseline} in the baseline (${round3(r.baselineRate * 100)}%)`,
+      }),
+    );
   }
 
   const explanations: Explanation[] = [];
@@ -316,6 +306,48 @@ export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Gri
   }
 
   return { signals, explanations, grids, roots, windowRoots, spanCount: spans.length, truncated };
+}
+
+interface RateTotals {
+  hits: { baseline: number; window: number };
+  trials: { baseline: number; window: number };
+  baselineRate: number;
+  windowRate: number;
+}
+
+/**
+ * A signal about the share of `hits` among `trials` per bucket (failures among threads, denials
+ * among decisions), the window against the baseline; its grid is the share per bucket.
+ */
+export function rateSignal(
+  grid: Grid,
+  spec: { component: string; kind: SignalKind; name: string; hits: Float64Array; trials: Float64Array; detail: (totals: RateTotals) => string },
+): Signal {
+  const hits = totalsOf(grid, spec.hits);
+  const trials = totalsOf(grid, spec.trials);
+  const share = grid.empty();
+  for (let b = 0; b < grid.size; b++) if (spec.trials[b]! > 0) share[b] = spec.hits[b]! / spec.trials[b]!;
+  const z = rateShiftZ(hits.window, trials.window, hits.baseline, trials.baseline);
+  const totals: RateTotals = {
+    hits,
+    trials,
+    baselineRate: trials.baseline ? hits.baseline / trials.baseline : 0,
+    windowRate: trials.window ? hits.window / trials.window : 0,
+  };
+  return {
+    component: spec.component,
+    kind: spec.kind,
+    name: spec.name,
+    strength: z > 0 ? strengthOf(z) : 0,
+    z,
+    direction: z >= 0 ? 'up' : 'down',
+    baseline: totals.baselineRate,
+    current: totals.windowRate,
+    unit: '%',
+    onset: rateOnset(grid, spec.hits, spec.trials, hits.baseline, trials.baseline),
+    detail: spec.detail(totals),
+    grid: share,
+  };
 }
 
 export function totalsOf(grid: Grid, values: Float64Array): { baseline: number; window: number } {

@@ -6,9 +6,9 @@
 import { groupSignatures, messageTemplate } from '../detect/signatures.js';
 import type { ExplainQueries } from '../store/explain.js';
 import type { StoredEvent } from '../store/store.js';
-import { countShiftZ, rateShiftZ } from '../stats/shift.js';
+import { countShiftZ } from '../stats/shift.js';
 import { iso } from '../time.js';
-import { rateOnset, totalsOf } from './calls.js';
+import { rateSignal, totalsOf } from './calls.js';
 import type { Grid } from './grid.js';
 import { MOVED_Z, round3, strengthOf } from './strength.js';
 import type { Signal, SignatureSummary, Symptom } from './types.js';
@@ -138,29 +138,17 @@ export function eventSignals(queries: ExplainQueries, symptom: Symptom, grid: Gr
     }
   }
   for (const [component, d] of decisions) {
-    const decided = totalsOf(grid, d.decided);
-    const denied = totalsOf(grid, d.denied);
-    const ratio = grid.empty();
-    for (let b = 0; b < grid.size; b++) if (d.decided[b]! > 0) ratio[b] = d.denied[b]! / d.decided[b]!;
-    denialGrids.set(component, ratio);
-    const z = rateShiftZ(denied.window, decided.window, denied.baseline, decided.baseline);
-    if (denied.window === 0) continue;
-    const before = decided.baseline ? denied.baseline / decided.baseline : 0;
-    const now = decided.window ? denied.window / decided.window : 0;
-    signals.push({
+    const signal = rateSignal(grid, {
       component,
       kind: 'permission',
       name: 'permission denials',
-      strength: z > 0 ? strengthOf(z) : 0,
-      z,
-      direction: z >= 0 ? 'up' : 'down',
-      baseline: before,
-      current: now,
-      unit: '%',
-      onset: rateOnset(grid, d.denied, d.decided, denied.baseline, decided.baseline),
-      detail: `denied ${denied.window} of ${decided.window} decisions (${round3(now * 100)}%) against ${round3(before * 100)}% in the baseline`,
-      grid: ratio,
+      hits: d.denied,
+      trials: d.decided,
+      detail: (r) =>
+        `denied ${r.hits.window} of ${r.trials.window} decisions (${round3(r.windowRate * 100)}%) against ${round3(r.baselineRate * 100)}% in the baseline`,
     });
+    denialGrids.set(component, signal.grid!);
+    if ((signal.current ?? 0) > 0) signals.push(signal); // no denial in the window: nothing to report
   }
 
   // ---- MCP connection drops

@@ -2,20 +2,13 @@
 import type { Attributes, Labels } from '../ingest/records.js';
 import type { SqliteDatabase } from './database.js';
 import { placeholders } from './sql.js';
-import type { SeriesRow, Store, StoredEvent } from './store.js';
+import type { SeriesRow, Store, StoredEvent, StoredSpan } from './store.js';
 
-export interface SpanRow {
-  trace_id: string;
-  span_id: string;
-  parent_id: string | null;
-  name: string;
-  component: string;
-  start: number;
-  duration_ms: number;
-  status: string;
+/** A stored span with its `error.type` attribute in place of all its attributes. */
+export type SpanRow = Omit<StoredSpan, 'attrs'> & {
   /** The span's `error.type` attribute, when it has one. */
   error_type: string | null;
-}
+};
 
 /** A warning-or-worse event that names the trace it belongs to (a denial, a tool error). */
 export interface TraceEventRow {
