@@ -12,7 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_BATCH_SIZE } from '../src/ingest/ingest.js';
 import { Store } from '../src/store/store.js';
-import { runCli, startCli, waitForExit } from './helpers/cli.js';
+import { runCli, startCli, waitForExit, startListening } from './helpers/cli.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-crash-');
@@ -198,23 +198,10 @@ describe('crash safety', () => {
     await writeMetricsFile(file, TOTAL);
 
     // The server samples itself every 100 ms and records a span per tool call, all into `db`.
-    const server = startCli(['serve', '--http', '--port', '0', '--db', db, '--self-interval', '100ms'], { KIWI_TOKEN: '' });
+    const served = await startListening(['serve', '--http', '--port', '0', '--db', db, '--self-interval', '100ms'], { KIWI_TOKEN: '' });
+    const server = served.child;
     children.push(server);
-    let serverOut = '';
-    let serverErr = '';
-    server.stderr!.on('data', (d: Buffer) => (serverErr += d.toString()));
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start within 15 s: ${serverErr}`)), 15_000);
-      server.stdout!.on('data', (d: Buffer) => {
-        serverOut += d.toString();
-        const m = /^kiwi listening on (http:\/\/127\.0\.0\.1:\d+\/mcp)$/m.exec(serverOut);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]!);
-        }
-      });
-      server.once('exit', (code) => reject(new Error(`server exited (${code}): ${serverErr}`)));
-    });
+    const url = served.url;
     const client = new Client({ name: 'crash-test', version: '0.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(url)));
 
@@ -268,7 +255,7 @@ describe('crash safety', () => {
 
     server.kill('SIGTERM');
     expect(await waitForExit(server)).toEqual({ code: 0, signal: null });
-    expect(serverErr).not.toMatch(/kiwi (error|warn):/);
+    expect(served.stderr()).not.toMatch(/kiwi (error|warn):/);
 
     const store = new Store(db);
     try {

@@ -11,7 +11,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Store } from '../src/store/store.js';
-import { startCli, waitForExit } from './helpers/cli.js';
+import { startCli, waitForExit, startListening } from './helpers/cli.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-e2e-http-');
@@ -42,27 +42,9 @@ interface Served {
 /** `kiwi serve --http --port 0 ...`: resolves once the process prints the line that names its URL. */
 async function serveHttp(db: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Served> {
   // An empty KIWI_TOKEN means "no token", whatever the environment running the tests holds.
-  const child = startCli(['serve', '--http', '--port', '0', '--db', db, ...extraArgs], { KIWI_TOKEN: '', ...env });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening" line within 15 s; stderr: ${stderr}`)), 15_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      const m = /^kiwi listening on (http:\/\/\S+)$/m.exec(stdout);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`kiwi serve exited (${code ?? signal}) before listening; stderr: ${stderr}`));
-    });
-  });
-  return { child, url, port: Number(new URL(url).port), stderr: () => stderr };
+  const served = await startListening(['serve', '--http', '--port', '0', '--db', db, ...extraArgs], { KIWI_TOKEN: '', ...env });
+  children.push(served.child);
+  return { ...served, port: Number(new URL(served.url).port) };
 }
 
 async function connect(url: string, headers: Record<string, string> = {}): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {

@@ -27,7 +27,7 @@ import protobuf from 'protobufjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeRequestFromJson } from '../src/ingest/otlp/proto.js';
 import { Store } from '../src/store/store.js';
-import { startCli, waitForExit } from './helpers/cli.js';
+import { startListening, waitForExit } from './helpers/cli.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-otlp-e2e-');
@@ -54,28 +54,10 @@ interface Served {
 
 /** Starts the built CLI and resolves with the URL from its "listening" line. */
 async function startKiwi(args: string[], db: string, env: NodeJS.ProcessEnv = {}): Promise<Served> {
-  const child = startCli([...args, '--port', '0', '--db', db], { KIWI_TOKEN: '', ...env });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening" line within 15 s; stderr: ${stderr}`)), 15_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      const m = /listening on (http:\/\/\S+)$/m.exec(stdout);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`kiwi exited (${code ?? signal}) before listening; stderr: ${stderr}`));
-    });
-  });
-  const port = Number(new URL(url).port);
-  return { child, port, base: `http://127.0.0.1:${port}`, db, stderr: () => stderr };
+  const served = await startListening([...args, '--port', '0', '--db', db], { KIWI_TOKEN: '', ...env });
+  children.push(served.child);
+  const port = Number(new URL(served.url).port);
+  return { child: served.child, port, base: `http://127.0.0.1:${port}`, db, stderr: served.stderr };
 }
 
 const otlp = (db: string, env: NodeJS.ProcessEnv = {}) => startKiwi(['otlp'], db, env);

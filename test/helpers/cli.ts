@@ -49,3 +49,38 @@ export function waitForExit(child: ChildProcess): Promise<{ code: number | null;
   }
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
+
+export interface Listening {
+  child: ChildProcess;
+  url: string;
+  stderr(): string;
+}
+
+/**
+ * Starts `kiwi ARGS...` (a server given `--port 0`) and resolves with the URL of the line it prints
+ * once listening (`kiwi listening on …`, `kiwi otlp listening on …`). A server that exits or stays
+ * silent for 15 s is killed and the promise rejects with its stderr.
+ */
+export function startListening(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Listening> {
+  const child = startCli(args, env);
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise<Listening>((resolve, reject) => {
+    const fail = (reason: string) => {
+      clearTimeout(timer);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      reject(new Error(`${reason}; stderr: ${stderr}`));
+    };
+    const timer = setTimeout(() => fail('no "listening" line within 15 s'), 15_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      const m = /listening on (http:\/\/\S+)$/m.exec(stdout);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1]!, stderr: () => stderr });
+      }
+    });
+    child.once('exit', (code, signal) => fail(`kiwi exited (${code ?? signal}) before listening`));
+  });
+}
