@@ -245,6 +245,9 @@ describe('kiwi otlp, fed by the OpenTelemetry JS SDK exporters', () => {
     for (const v of [0.05, 0.2, 0.3, 0.4, 0.8]) duration.record(v, route);
     depth.add(3);
     depth.add(-1);
+    // The SDK starts a cumulative stream at its first measurement, on a coarse clock: let time move so
+    // the first interval is not empty and has a rate (an empty one is counted, but has no rate).
+    await new Promise((resolve) => setTimeout(resolve, 3));
     await provider.forceFlush();
     orders.add(7, route);
     for (const v of [0.9, 0.95]) duration.record(v, route);

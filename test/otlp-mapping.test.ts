@@ -681,3 +681,16 @@ describe('OTLP decoding of damaged bodies', () => {
     expect(answered).toBeGreaterThan(100);
   });
 });
+
+describe('cumulative state: a series seen for the first time', () => {
+  it('counts from its start when the start is after the receiver started, even an empty first interval', async () => {
+    const { cumulativeStep } = await import('../src/ingest/otlp/state.js');
+    const never = () => false;
+    // started after the receiver, collected later: the whole value is new
+    expect(cumulativeStep(undefined, 1_000, 2_000, 500, never)).toEqual({ kind: 'delta', since: 1_000, whole: true });
+    // started and collected in the same instant (the SDK's first flush): still new, not a baseline
+    expect(cumulativeStep(undefined, 1_000, 1_000, 500, never)).toEqual({ kind: 'delta', since: 1_000, whole: true });
+    // started before the receiver: some of it may have been counted by an earlier Kiwi, so it only seeds
+    expect(cumulativeStep(undefined, 400, 2_000, 500, never)).toEqual({ kind: 'seed' });
+  });
+});

@@ -143,7 +143,8 @@ export function cumulativeStep<E extends CumulativeEntry>(
   wentDown: (previous: E) => boolean,
 ): Step {
   if (!previous) {
-    if (start > 0 && start >= baseline && start < time) return { kind: 'delta', since: start, whole: true };
+    // start === time: created and collected within the same instant (a fast exporter); its value is all new
+    if (start > 0 && start >= baseline && start <= time) return { kind: 'delta', since: start, whole: true };
     return { kind: 'seed' };
   }
   if (time <= previous.time) return { kind: 'skip' };
