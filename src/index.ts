@@ -15,6 +15,8 @@ export interface KiwiOptions {
   selfTelemetry?: boolean;
   /** Sampling interval of Kiwi's own process; default the `telemetry.self_interval_ms` setting. */
   selfIntervalMs?: number;
+  /** Longest Kiwi's own telemetry is buffered before it is written; default the `telemetry.self_flush_ms` setting. */
+  selfFlushMs?: number;
 }
 
 export interface Kiwi {
@@ -31,9 +33,15 @@ export function createKiwi(options: KiwiOptions = {}): Kiwi {
   const telemetry =
     options.selfTelemetry === false
       ? null
-      : new SelfTelemetry(store, options.selfIntervalMs ?? readSetting(store, 'telemetry.self_interval_ms'));
+      : new SelfTelemetry(
+          store,
+          options.selfIntervalMs ?? readSetting(store, 'telemetry.self_interval_ms'),
+          options.selfFlushMs ?? readSetting(store, 'telemetry.self_flush_ms'),
+        );
   if (telemetry) {
+    // Written at once, so Kiwi is a component of its own store from the start.
     telemetry.sample();
+    telemetry.flush();
     telemetry.start();
   }
   const createServer = () => createMcpServer(store, telemetry);

@@ -21,6 +21,13 @@ export const SETTINGS = {
     default: 10_000,
     description: "How often Kiwi samples its own memory, event-loop delay and store size.",
   },
+  'telemetry.self_flush_ms': {
+    schema: z.number().int().min(0).max(60_000),
+    default: 100,
+    description:
+      "Longest Kiwi buffers the telemetry of its own tool calls before writing it in one transaction (0: write each call's at once). " +
+      'Kiwi sees itself up to this much late. Read when Kiwi starts.',
+  },
   'detect.sensitivity': {
     schema: z.number().min(0).max(1),
     default: 0.5,

@@ -12,6 +12,7 @@ import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Store } from '../src/store/store.js';
 import { startCli, waitForExit, startListening } from './helpers/cli.js';
+import { pollUntil } from './helpers/poll.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-e2e-http-');
@@ -257,7 +258,12 @@ describe('kiwi serve --http', () => {
     });
 
     // Health lists Kiwi first, then the component; the error span makes checkout a warning.
-    const health = structured<HealthAnswer>(await call(a, 'get_system_health', {}));
+    // Kiwi writes its own telemetry in batches (telemetry.self_flush_ms): ask until the calls before have landed.
+    const health = await pollUntil(
+      async () => structured<HealthAnswer>(await call(a, 'get_system_health', {})),
+      (h) => (h.components[0]?.requests?.count ?? 0) >= 3,
+      { intervalMs: 150 },
+    );
     expect(health.components.map((c) => c.component)).toEqual(['kiwi', 'checkout']);
     const checkout = health.components[1]!;
     expect(checkout.status).toBe('warning');
@@ -300,7 +306,11 @@ describe('kiwi serve --http', () => {
     expect(after.series_total).toBe(1);
 
     // Kiwi's own error event about that call is searchable over MCP, from the other session.
-    const selfErrors = structured<EventsAnswer>(await call(b, 'search_events', { component: 'kiwi', kind: 'error' }));
+    const selfErrors = await pollUntil(
+      async () => structured<EventsAnswer>(await call(b, 'search_events', { component: 'kiwi', kind: 'error' })),
+      (found) => found.events.length > 0,
+      { intervalMs: 150 },
+    );
     expect(selfErrors.events).toHaveLength(1);
     expect(selfErrors.events[0]!.message).toMatch(/^query_metrics failed: .*max_series/);
 

@@ -6,6 +6,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../src/store/store.js';
 import { CLI, assertBuilt, startCli, waitForExit } from './helpers/cli.js';
+import { pollUntil } from './helpers/poll.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir();
@@ -159,8 +160,12 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
   });
 
   it('reports health per component, Kiwi itself included', async () => {
-    const health = structured<{ components: { component: string; requests: { count: number; errors: number } | null; error_events: number; memory_bytes: number | null }[] }>(
-      await call('get_system_health', { window_minutes: 30 }),
+    type Health = { components: { component: string; requests: { count: number; errors: number } | null; error_events: number; memory_bytes: number | null }[] };
+    // Kiwi writes its own telemetry in batches (telemetry.self_flush_ms): ask until the calls before have landed.
+    const health = await pollUntil(
+      async () => structured<Health>(await call('get_system_health', { window_minutes: 30 })),
+      (h) => h.components[0]?.requests?.count === toolCalls - 1,
+      { intervalMs: 150 },
     );
     const names = health.components.map((c) => c.component);
     expect(names[0]).toBe('kiwi');

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createKiwi, type Kiwi } from '../src/index.js';
 import type { StoredSpan } from '../src/store/store.js';
 import { Store } from '../src/store/store.js';
+import { pollUntil } from './helpers/poll.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-embedding-');
@@ -39,14 +40,9 @@ function textOf(result: ToolResult): string {
   return content.filter((c) => c.type === 'text').map((c) => c.text ?? '').join('\n');
 }
 
-/** Polls the store until `count` spans of Kiwi itself are there (each is written just after its answer is sent). */
-async function selfSpans(kiwi: Kiwi, count: number): Promise<StoredSpan[]> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const spans = kiwi.store.listSpans({ component: 'kiwi' }, 1000);
-    if (spans.length >= count || Date.now() > deadline) return spans;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+/** Kiwi's own spans once `count` are there: they are buffered and written shortly after each answer. */
+function selfSpans(kiwi: Kiwi, count: number): Promise<StoredSpan[]> {
+  return pollUntil(() => kiwi.store.listSpans({ component: 'kiwi' }, 1000), (spans) => spans.length >= count);
 }
 
 const MINUTE = 60_000;

@@ -2,6 +2,10 @@
  * Kiwi's telemetry about itself, written into its own store under component `kiwi`: a span and
  * metric points for every MCP operation it serves, and a periodic sample of its memory,
  * event-loop delay and store size. Kiwi is then a component like any other.
+ *
+ * Records are buffered and written in one transaction at most `flushMs` after the first of them
+ * (and at once when the buffer is full or the telemetry stops): a transaction per call would
+ * cost more than the call it observes. Kiwi's view of itself is therefore up to `flushMs` old.
  */
 import { randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
@@ -35,30 +39,58 @@ export interface OperationObservation {
   sessionId?: string;
 }
 
+/** Records buffered before a write is forced, whatever the flush delay. */
+const MAX_BUFFERED = 2_000;
+
 export class SelfTelemetry {
   private timer: NodeJS.Timeout | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private buffered: TelemetryRecord[] = [];
+  private stopped = false;
   /** Last timestamp written per per-call series: a point is one value per millisecond, so calls ending together get the next one. */
   private readonly lastPointTs = new Map<string, number>();
   private readonly loopDelay: IntervalHistogram;
+  private readonly ids = new RandomHexIds();
 
   constructor(
     private readonly store: Store,
     private readonly intervalMs: number,
+    /** Longest a record waits in the buffer; 0 writes each call's records at once. */
+    private readonly flushMs = 100,
   ) {
     this.loopDelay = monitorEventLoopDelay({ resolution: 20 });
   }
 
   start(): void {
     if (this.timer) return;
+    this.stopped = false;
     this.loopDelay.enable();
     this.timer = setInterval(() => this.sample(), this.intervalMs);
     this.timer.unref();
   }
 
+  /** Stops sampling and writes what is buffered; later records are written at once. */
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.loopDelay.disable();
+    this.stopped = true;
+    this.flush();
+  }
+
+  /** Writes the buffered records now. */
+  flush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    if (this.buffered.length === 0) return;
+    const records = this.buffered;
+    this.buffered = [];
+    try {
+      this.store.writeRecords(records);
+    } catch (err) {
+      // Losing a sample of ourselves must never take the server down.
+      log.warn('could not record self-telemetry', { error: (err as Error).message, records: records.length });
+    }
   }
 
   recordOperation(op: OperationObservation): void {
@@ -68,12 +100,12 @@ export class SelfTelemetry {
     const attrs: Record<string, unknown> = { ...labels };
     if (op.sessionId) attrs['mcp.session.id'] = op.sessionId;
     if (op.errorType) attrs['error.type'] = op.errorType;
-    const traceId = randomBytes(16).toString('hex');
+    const traceId = this.ids.next(16);
     const records: TelemetryRecord[] = [
       {
         type: 'span',
         trace_id: traceId,
-        span_id: randomBytes(8).toString('hex'),
+        span_id: this.ids.next(8),
         parent_id: null,
         name: op.tool ? `${op.method} ${op.tool}` : op.method,
         component: SELF_COMPONENT,
@@ -149,12 +181,29 @@ export class SelfTelemetry {
   }
 
   private write(records: TelemetryRecord[]): void {
-    try {
-      this.store.writeRecords(records);
-    } catch (err) {
-      // Losing a sample of ourselves must never take the server down.
-      log.warn('could not record self-telemetry', { error: (err as Error).message });
+    for (const record of records) this.buffered.push(record);
+    if (this.stopped || this.flushMs === 0 || this.buffered.length >= MAX_BUFFERED) return this.flush();
+    if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => this.flush(), this.flushMs);
+      // A host that exits without closing Kiwi loses at most this buffer, never its own exit.
+      this.flushTimer.unref();
     }
+  }
+}
+
+/** Random hex ids cut from a pooled buffer: one call into the system's generator per 4 KiB, not one per id. */
+class RandomHexIds {
+  private pool = Buffer.alloc(0);
+  private offset = 0;
+
+  next(bytes: number): string {
+    if (this.offset + bytes > this.pool.length) {
+      this.pool = randomBytes(4096);
+      this.offset = 0;
+    }
+    const id = this.pool.toString('hex', this.offset, this.offset + bytes);
+    this.offset += bytes;
+    return id;
   }
 }
 

@@ -5,12 +5,12 @@
  * arguments that fail validation.
  */
 import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
-import {
-  isJSONRPCErrorResponse,
-  isJSONRPCRequest,
-  isJSONRPCResultResponse,
-  type JSONRPCMessage,
-  type MessageExtraInfo,
+import type {
+  JSONRPCErrorResponse,
+  JSONRPCMessage,
+  JSONRPCRequest,
+  JSONRPCResultResponse,
+  MessageExtraInfo,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { OperationObservation } from '../ingest/self.js';
 
@@ -38,7 +38,7 @@ export class InstrumentedTransport implements Transport {
     inner.onclose = () => this.onclose?.();
     inner.onerror = (error) => this.onerror?.(error);
     inner.onmessage = (message, extra) => {
-      if (isJSONRPCRequest(message) && OBSERVED_METHODS.has(message.method)) {
+      if (isRequest(message) && OBSERVED_METHODS.has(message.method)) {
         const params = message.params as { name?: unknown } | undefined;
         const entry: Pending = { method: message.method, start: Date.now(), startedAt: performance.now() };
         if (typeof params?.name === 'string') entry.tool = params.name;
@@ -65,7 +65,7 @@ export class InstrumentedTransport implements Transport {
   }
 
   async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
-    const id = isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message) ? message.id : undefined;
+    const id = isResultResponse(message) || isErrorResponse(message) ? message.id : undefined;
     const entry = id === undefined ? undefined : this.pending.get(id);
     try {
       await this.inner.send(message, options);
@@ -86,11 +86,11 @@ export class InstrumentedTransport implements Transport {
     };
     if (entry.tool !== undefined) op.tool = entry.tool;
     if (this.sessionId !== undefined) op.sessionId = this.sessionId;
-    if (isJSONRPCErrorResponse(message)) {
+    if (isErrorResponse(message)) {
       op.outcome = 'error';
       op.errorType = String(message.error.code);
       op.errorMessage = message.error.message;
-    } else if (isJSONRPCResultResponse(message) && message.result.isError === true) {
+    } else if (isResultResponse(message) && message.result.isError === true) {
       op.outcome = 'error';
       const text = firstText(message.result.content);
       op.errorType = text !== undefined && INVALID_PARAMS.test(text) ? 'invalid_params' : 'tool_error';
@@ -98,6 +98,21 @@ export class InstrumentedTransport implements Transport {
     }
     return op;
   }
+}
+
+// The SDK's own guards (isJSONRPCRequest and kin) run a zod parse of the whole message, which
+// costs more than some calls it observes. Messages here are already valid JSON-RPC (the SDK
+// parsed those coming in and built those going out), so their shape tells them apart.
+function isRequest(message: JSONRPCMessage): message is JSONRPCRequest {
+  return 'method' in message && 'id' in message;
+}
+
+function isErrorResponse(message: JSONRPCMessage): message is JSONRPCErrorResponse {
+  return 'error' in message && 'id' in message;
+}
+
+function isResultResponse(message: JSONRPCMessage): message is JSONRPCResultResponse {
+  return 'result' in message && 'id' in message;
 }
 
 function firstText(content: unknown): string | undefined {
