@@ -169,6 +169,19 @@ function decodeCursor(cursor: string): { ts: number; id: number } {
 }
 
 /**
+ * First and last time and last value of series `s`. Roll-ups hold the older minutes, so the first
+ * time is the first roll-up's when there is one; the last value is the last raw point's, or the
+ * last minute's average once only roll-ups remain.
+ */
+const SERIES_SPAN_COLUMNS = `
+  coalesce((SELECT ts FROM rollups_1m WHERE series_id = s.id ORDER BY ts ASC LIMIT 1),
+           (SELECT ts FROM points WHERE series_id = s.id ORDER BY ts ASC LIMIT 1)) AS first_ts,
+  coalesce((SELECT ts FROM points WHERE series_id = s.id ORDER BY ts DESC LIMIT 1),
+           (SELECT ts FROM rollups_1m WHERE series_id = s.id ORDER BY ts DESC LIMIT 1)) AS last_ts,
+  coalesce((SELECT value FROM points WHERE series_id = s.id ORDER BY ts DESC LIMIT 1),
+           (SELECT sum / count FROM rollups_1m WHERE series_id = s.id ORDER BY ts DESC LIMIT 1)) AS last_value`;
+
+/**
  * The one place that speaks SQL. Every write goes through a transaction; a `Store` is meant to
  * be long-lived (its statements are prepared once).
  */
@@ -206,9 +219,7 @@ export class Store {
          ON CONFLICT (name) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
                                           last_seen = max(last_seen, excluded.last_seen)`,
       ),
-      seriesFirst: db.prepare('SELECT ts FROM points WHERE series_id = ? ORDER BY ts ASC LIMIT 1').pluck(),
-      seriesFirstRollup: db.prepare('SELECT ts FROM rollups_1m WHERE series_id = ? ORDER BY ts ASC LIMIT 1').pluck(),
-      seriesLastRollup: db.prepare('SELECT ts, sum / count AS value FROM rollups_1m WHERE series_id = ? ORDER BY ts DESC LIMIT 1'),
+      seriesSpan: db.prepare(`SELECT ${SERIES_SPAN_COLUMNS} FROM series s WHERE s.id = ?`),
       seriesLast: db.prepare('SELECT ts, value FROM points WHERE series_id = ? ORDER BY ts DESC LIMIT 1'),
       pointsInRange: db.prepare('SELECT ts, value FROM points WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts').raw(),
       rollupsInRange: db.prepare(
@@ -391,11 +402,8 @@ export class Store {
 
   /** First and last time, and the last value: the last raw point, or the last minute's average once only roll-ups remain. */
   describeSeries(series: SeriesRow): SeriesInfo {
-    const last = (this.stmt.seriesLast.get(series.id) ?? this.stmt.seriesLastRollup.get(series.id)) as { ts: number; value: number } | undefined;
-    const firstRaw = this.stmt.seriesFirst.get(series.id) as number | undefined;
-    const firstRollup = this.stmt.seriesFirstRollup.get(series.id) as number | undefined;
-    const first = firstRollup !== undefined ? firstRollup : firstRaw;
-    return { ...series, first_ts: first ?? null, last_ts: last?.ts ?? null, last_value: last?.value ?? null };
+    const span = this.stmt.seriesSpan.get(series.id) as Pick<SeriesInfo, 'first_ts' | 'last_ts' | 'last_value'> | undefined;
+    return { ...series, first_ts: span?.first_ts ?? null, last_ts: span?.last_ts ?? null, last_value: span?.last_value ?? null };
   }
 
   /** Points in [from, to), oldest first, as two parallel arrays. */
