@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { SqliteDatabase } from './database.js';
-import { Conditions, placeholders } from './sql.js';
+import { Conditions, placeholders, LIMIT_PARAM, OFFSET_PARAM } from './sql.js';
 import type { Store } from './store.js';
 
 export const ANOMALY_STATUSES = ['open', 'acknowledged', 'resolved', 'false_positive'] as const;
@@ -89,7 +89,7 @@ export class AnomalyStore {
       ),
       setStatus: this.db.prepare('UPDATE anomalies SET status = ?, note = ?, updated_at = ? WHERE id = ?'),
       falsePositives: this.db.prepare(
-        "SELECT * FROM anomalies WHERE status = 'false_positive' AND fingerprint = ? ORDER BY updated_at DESC LIMIT ?",
+        `SELECT * FROM anomalies WHERE status = 'false_positive' AND fingerprint = ? ORDER BY updated_at DESC ${LIMIT_PARAM}`,
       ),
     };
   }
@@ -138,7 +138,7 @@ export class AnomalyStore {
     if (filter.since !== undefined) where.add('coalesce(end_ts, start_ts) >= ?', filter.since);
     const total = this.db.prepare(`SELECT count(*) FROM anomalies ${where.clause()}`).pluck().get(...where.params) as number;
     const rows = this.db
-      .prepare(`SELECT * FROM anomalies ${where.clause()} ORDER BY coalesce(end_ts, start_ts) DESC, id LIMIT ? OFFSET ?`)
+      .prepare(`SELECT * FROM anomalies ${where.clause()} ORDER BY coalesce(end_ts, start_ts) DESC, id ${LIMIT_PARAM} ${OFFSET_PARAM}`)
       .all(...where.params, limit, offset) as Row[];
     return { anomalies: rows.map(fromRow), total };
   }

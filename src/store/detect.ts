@@ -1,5 +1,6 @@
 /** The reads anomaly detection needs: requests, error events, permission decisions, connection changes. */
 import type { SqliteDatabase } from './database.js';
+import { LIMIT_PARAM } from './sql.js';
 
 export interface RequestRow {
   start: number;
@@ -49,7 +50,7 @@ export class DetectionReads {
         .raw(),
       errorMessages: db
         .prepare(
-          `SELECT ts, message FROM events WHERE kind = 'error' AND component = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?`,
+          `SELECT ts, message FROM events WHERE kind = 'error' AND component = ? AND ts >= ? AND ts < ? ORDER BY ts ${LIMIT_PARAM}`,
         )
         .raw(),
       errorCounts: db.prepare(

@@ -3,6 +3,7 @@
  * unique indexes so processes sharing the file agree).
  */
 import type { SqliteDatabase } from './database.js';
+import { LIMIT_PARAM } from './sql.js';
 
 export const ACTIVE_RUN_STATUSES = ['awaiting_approval', 'approved', 'running'] as const;
 export const RUN_STATUSES = [
@@ -165,7 +166,7 @@ export class DirectiveRunStore {
       params.push(filter.status);
     }
     const rows = this.db
-      .prepare(`SELECT * FROM directive_runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
+      .prepare(`SELECT * FROM directive_runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC ${LIMIT_PARAM}`)
       .all(...params, limit) as RawRun[];
     return rows.map(fromRaw);
   }

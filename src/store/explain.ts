@@ -1,7 +1,7 @@
 /** The reads root-cause analysis needs beyond `Store`: spans with their call links, trace-linked events, change events. */
 import type { Attributes, Labels } from '../ingest/records.js';
 import type { SqliteDatabase } from './database.js';
-import { placeholders } from './sql.js';
+import { placeholders, LIMIT_PARAM } from './sql.js';
 import type { SeriesRow, Store, StoredEvent, StoredSpan } from './store.js';
 
 /** A stored span with its `error.type` attribute in place of all its attributes. */
@@ -73,12 +73,12 @@ export class ExplainQueries {
       spans: db.prepare(
         `SELECT trace_id, span_id, parent_id, name, component, start_ts AS start, duration_ms, status,
                 json_extract(attrs, '$."error.type"') AS error_type
-         FROM spans WHERE start_ts >= ? AND start_ts < ? ORDER BY start_ts LIMIT ?`,
+         FROM spans WHERE start_ts >= ? AND start_ts < ? ORDER BY start_ts ${LIMIT_PARAM}`,
       ),
       traceEvents: db.prepare(
         `SELECT ts, kind, component, level, json_extract(attrs, '$.trace_id') AS trace_id, message FROM events
          WHERE ts >= ? AND ts < ? AND level IN ('warn', 'error', 'fatal') AND json_extract(attrs, '$.trace_id') IS NOT NULL
-         ORDER BY ts LIMIT ?`,
+         ORDER BY ts ${LIMIT_PARAM}`,
       ),
       permissionBuckets: db.prepare(
         `SELECT component, @from + ((ts - @from) / @bucket) * @bucket AS bucket, count(*) AS decisions,
@@ -87,7 +87,7 @@ export class ExplainQueries {
       ),
       errorEvents: db.prepare(
         `SELECT ts, component, message, json_extract(attrs, '$."error.type"') AS error_type FROM events
-         WHERE kind = 'error' AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?`,
+         WHERE kind = 'error' AND ts >= ? AND ts < ? ORDER BY ts ${LIMIT_PARAM}`,
       ),
       latestConnections: db.prepare(
         `SELECT e.id, e.ts, e.kind, e.component, e.level, e.message, e.attrs FROM events e
@@ -98,21 +98,21 @@ export class ExplainQueries {
       lastSeen: db.prepare('SELECT max(last_seen) FROM components').pluck(),
       values: db.prepare('SELECT value FROM points WHERE series_id = ? AND ts >= ? AND ts < ?').pluck(),
       seriesById: db.prepare('SELECT id, name, component, labels FROM series WHERE id = ?'),
-      allSeries: db.prepare('SELECT id, name, component, labels FROM series ORDER BY component, name, labels LIMIT ?'),
+      allSeries: db.prepare(`SELECT id, name, component, labels FROM series ORDER BY component, name, labels ${LIMIT_PARAM}`),
       directiveRuns: db.prepare(
-        'SELECT id, directive, status, inputs, requested_by, created_at FROM directive_runs WHERE created_at >= ? AND created_at < ? ORDER BY created_at LIMIT ?',
+        `SELECT id, directive, status, inputs, requested_by, created_at FROM directive_runs WHERE created_at >= ? AND created_at < ? ORDER BY created_at ${LIMIT_PARAM}`,
       ),
       settingChanges: db.prepare(
-        'SELECT key, old_value, new_value, ts, actor, reason FROM settings_history WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT ?',
+        `SELECT key, old_value, new_value, ts, actor, reason FROM settings_history WHERE ts >= ? AND ts < ? ORDER BY ts ${LIMIT_PARAM}`,
       ),
       traceSpans: db.prepare(
         `SELECT trace_id, span_id, parent_id, name, component, start_ts AS start, duration_ms, status,
                 json_extract(attrs, '$."error.type"') AS error_type
-         FROM spans WHERE trace_id = ? ORDER BY start_ts LIMIT ?`,
+         FROM spans WHERE trace_id = ? ORDER BY start_ts ${LIMIT_PARAM}`,
       ),
       traceAllEvents: db.prepare(
         `SELECT id, ts, kind, component, level, message, attrs FROM events
-         WHERE ts >= ? AND ts < ? AND json_extract(attrs, '$.trace_id') = ? ORDER BY ts LIMIT ?`,
+         WHERE ts >= ? AND ts < ? AND json_extract(attrs, '$.trace_id') = ? ORDER BY ts ${LIMIT_PARAM}`,
       ),
     };
   }
@@ -142,7 +142,7 @@ export class ExplainQueries {
     const rows = this.db
       .prepare(
         `SELECT id, ts, kind, component, level, message, attrs FROM events
-         WHERE kind IN (${placeholders(kinds.length)}) AND ts >= ? AND ts < ? ORDER BY ts, id LIMIT ?`,
+         WHERE kind IN (${placeholders(kinds.length)}) AND ts >= ? AND ts < ? ORDER BY ts, id ${LIMIT_PARAM}`,
       )
       .all(...kinds, from, to, limit) as EventRow[];
     return rows.map(toEvent);

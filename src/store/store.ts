@@ -5,7 +5,7 @@ import type { Attributes, EventRecord, Labels, MetricRecord, SpanRecord, Telemet
 import { quantileOfSorted } from '../stats/robust.js';
 import { aggregateBuckets, type Bucket, type RollupRow } from './buckets.js';
 import { openDatabase, type SqliteDatabase } from './database.js';
-import { Conditions, escapeLike, placeholders } from './sql.js';
+import { Conditions, escapeLike, placeholders, LIMIT_PARAM, OFFSET_PARAM } from './sql.js';
 
 export interface SeriesRow {
   id: number;
@@ -244,7 +244,7 @@ export class Store {
         'SELECT duration_ms, status FROM spans WHERE component = ? AND start_ts >= ? AND start_ts < ?',
       ).raw(),
       auditInsert: db.prepare('INSERT INTO audit (ts, actor, action, target, details) VALUES (?, ?, ?, ?, ?)'),
-      auditList: db.prepare('SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?'),
+      auditList: db.prepare(`SELECT * FROM audit WHERE id < ? ORDER BY id DESC ${LIMIT_PARAM}`),
       settingGet: db.prepare('SELECT key, value, updated_at, updated_by FROM settings WHERE key = ?'),
       settingAll: db.prepare('SELECT key, value, updated_at, updated_by FROM settings ORDER BY key'),
       settingUpsert: db.prepare(
@@ -256,10 +256,10 @@ export class Store {
       settingHistoryInsert: db.prepare(
         'INSERT INTO settings_history (key, old_value, new_value, ts, actor, reason) VALUES (?, ?, ?, ?, ?, ?)',
       ),
-      settingHistory: db.prepare('SELECT * FROM settings_history WHERE key = ? ORDER BY id DESC LIMIT ?'),
+      settingHistory: db.prepare(`SELECT * FROM settings_history WHERE key = ? ORDER BY id DESC ${LIMIT_PARAM}`),
       openAnomalies: db.prepare(
         `SELECT id, type, severity, status, component, description, start_ts, updated_at FROM anomalies
-         WHERE status IN (${OPEN_ANOMALY_STATUSES.map(() => '?').join(', ')}) ORDER BY updated_at DESC LIMIT ?`,
+         WHERE status IN (${OPEN_ANOMALY_STATUSES.map(() => '?').join(', ')}) ORDER BY updated_at DESC ${LIMIT_PARAM}`,
       ),
     };
   }
@@ -395,7 +395,7 @@ export class Store {
     }
     const total = this.prepared(`SELECT count(*) FROM series ${where.clause()}`).pluck().get(...where.params) as number;
     const rows = this
-      .prepared(`SELECT id, name, component, labels FROM series ${where.clause()} ORDER BY name, component, labels LIMIT ? OFFSET ?`)
+      .prepared(`SELECT id, name, component, labels FROM series ${where.clause()} ORDER BY name, component, labels ${LIMIT_PARAM} ${OFFSET_PARAM}`)
       .all(...where.params, limit, offset) as { id: number; name: string; component: string; labels: string }[];
     return { series: rows.map((r) => ({ ...r, labels: JSON.parse(r.labels) as Labels })), total };
   }
@@ -442,7 +442,7 @@ export class Store {
     }
     const rows = this
       .prepared(
-        `SELECT id, ts, kind, component, level, message, attrs FROM events ${where.clause()} ORDER BY ts DESC, id DESC LIMIT ?`,
+        `SELECT id, ts, kind, component, level, message, attrs FROM events ${where.clause()} ORDER BY ts DESC, id DESC ${LIMIT_PARAM}`,
       )
       .all(...where.params, limit + 1) as (Omit<StoredEvent, 'attrs'> & { attrs: string })[];
     const page = rows.slice(0, limit).map((r) => ({ ...r, attrs: JSON.parse(r.attrs) as Attributes }));
@@ -491,7 +491,7 @@ export class Store {
     const rows = this
       .prepared(
         `SELECT trace_id, span_id, parent_id, name, component, start_ts AS start, duration_ms, status, attrs
-         FROM spans ${where.clause()} ORDER BY start_ts DESC LIMIT ?`,
+         FROM spans ${where.clause()} ORDER BY start_ts DESC ${LIMIT_PARAM}`,
       )
       .all(...where.params, limit) as (Omit<StoredSpan, 'attrs'> & { attrs: string })[];
     return rows.map((r) => ({ ...r, attrs: JSON.parse(r.attrs) as Attributes }));
