@@ -85,6 +85,42 @@ describe('seasonal median forecaster', () => {
     expect(model.exceedanceProbability(forecast - 10, 1)).toBeGreaterThan(0.99);
   });
 
+  it('shrinks the seasonal part away on noise without a daily shape, so its spike probability is not inflated', () => {
+    const period = 48;
+    const noise = seededNormal(3);
+    const model = new SeasonalMedianForecaster({ period, horizon: 6, scaleWindow: 0 });
+    for (let t = 0; t < 10 * period; t++) model.update(50 + noise());
+    expect(model.seasonal).toBe(true);
+    // The median of 7 noisy cycles wanders by about ±1 around 50; the forecast must not follow it.
+    expect(model.seasonalWeight).toBeLessThan(0.1);
+    const forecast = model.forecast();
+    expect(Math.max(...forecast) - Math.min(...forecast)).toBeLessThan(0.1);
+    // P(any of the next 6 values of N(50, 1) above 52) = 1 − Φ(2)^6 ≈ 0.129. With the unshrunk
+    // seasonal median this model said about 0.28: its own noise counted twice.
+    let sum = 0;
+    let origins = 0;
+    for (let t = 0; t < 1200; t++) {
+      if (t % 6 === 0) {
+        sum += model.exceedanceProbability(52, 6)!;
+        origins++;
+      }
+      model.update(50 + noise());
+    }
+    expect(sum / origins).toBeGreaterThan(0.08);
+    expect(sum / origins).toBeLessThan(0.2);
+  });
+
+  it('keeps the seasonal part where the daily shape is real', () => {
+    const period = 48;
+    const noise = seededNormal(4);
+    const shape = (t: number) => 50 + 3 * Math.sin((2 * Math.PI * t) / period);
+    const model = new SeasonalMedianForecaster({ period, horizon: 6, scaleWindow: 0 });
+    for (let t = 0; t < 10 * period + 12; t++) model.update(shape(t) + noise());
+    expect(model.seasonalWeight).toBeGreaterThan(0.8);
+    // The forecast follows the sine (amplitude 3) to within the noise of a 7-cycle median and the level.
+    model.forecast().forEach((f, h) => expect(Math.abs(f - shape(10 * period + 12 + h))).toBeLessThan(1));
+  });
+
   it('skips missing values without learning from them', () => {
     const model = new SeasonalMedianForecaster({ period: 4, horizon: 2 });
     for (let t = 0; t < 12; t++) model.update(t % 4 === 1 ? NaN : 5);

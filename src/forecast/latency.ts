@@ -1,8 +1,10 @@
 /**
  * Request latency over the next hour: the p95 of each five-minute bucket of a component's spans,
  * forecast by a seasonal median (same time of day over the last week) plus a smoothed level
- * correction, with intervals and the spike probability taken from this model's own past errors
- * on the same series (stats/seasonal-forecast.ts).
+ * correction, weighed against the smoothed level alone by how much of the daily shape past
+ * forecasts bore out (a component whose latency has no daily shape gets a level forecast), with
+ * intervals and the spike probability taken from this model's own past errors on the same series
+ * (stats/seasonal-forecast.ts).
  */
 import { quantileOfSorted } from '../stats/robust.js';
 import { SeasonalMedianForecaster } from '../stats/seasonal-forecast.js';
@@ -31,7 +33,8 @@ export const LATENCY_MODEL = {
 } as const;
 
 export const LATENCY_MODEL_NAME =
-  'p95 of 5-minute buckets; seasonal median (same time of day, last 7 days) plus smoothed level (α 0.2); ' +
+  'p95 of 5-minute buckets; seasonal median (same time of day, last 7 days) plus smoothed level (α 0.2), ' +
+  'shrunk towards the smoothed level alone by the share of the daily shape its past forecasts bore out; ' +
   'intervals and spike probability from the empirical distribution of its own past forecast errors (scaled by the recent spread)';
 
 export interface LatencyBuckets {
@@ -146,7 +149,7 @@ export function forecastLatency(input: LatencyInput): ForecastWithChart {
   const paths = model.resolvedOrigins;
   const confidence: Confidence = model.seasonal && paths >= 500 ? 'high' : paths >= 200 ? 'medium' : 'low';
   const basis =
-    `${model.seasonal ? 'seasonal (daily) model' : 'level model (no daily season yet: needs 2 days)'}; ` +
+    `${model.seasonal ? `seasonal (daily) model, season weight ${model.seasonalWeight.toFixed(2)}` : 'level model (no daily season yet: needs 2 days)'}; ` +
     `errors learned from ${Math.min(paths, 1000)} past forecasts over ${valid} buckets`;
   const action: SuggestedAction | null =
     probability >= 0.5

@@ -3,13 +3,23 @@
  * correction, with prediction intervals taken from the model's own past forecast errors.
  *
  * Forecast for step h after the last observation t:
- *   ŷ(t+h) = S(t+h) + ℓ(t),  S(u) = median of y(u − k·period) over the last `cycles` cycles,
- *   ℓ = exponentially smoothed y − S (the level the recent data sits at relative to its season).
+ *   ŷ(t+h) = L(t) + w·(S(t+h) + ℓ(t) − L(t)),
+ *   S(u) = median of y(u − k·period) over the last `cycles` cycles,
+ *   ℓ = exponentially smoothed y − S (the level the recent data sits at relative to its season),
+ *   L = exponentially smoothed y (the level-only forecast), w = the seasonal weight in [0, 1].
  * While fewer than `minCycles` cycles are known, S is 0 and the model is a plain smoothed level.
  * The median keeps one burst or one bad day out of the season; the level correction follows
  * shifts within hours. Errors of every past forecast are kept per horizon (and per origin as a
  * path), so intervals and exceedance probabilities come from the distribution of how wrong this
  * model has actually been on this series.
+ *
+ * The seasonal weight w is the least-squares coefficient of (y − L) on (seasonal − L) over the
+ * model's resolved past forecasts, clipped to [0, 1]: how much of the seasonal model's departure
+ * from the plain level came true. On a series with a real daily shape it is near 1; on one
+ * without (noise only) the seasonal median of a few noisy cycles only adds its own noise and w
+ * goes towards 0. That matters beyond the point forecast: the error paths are added to today's
+ * forecast, so a forecast carrying noise of its own counts that noise twice and makes exceedances
+ * look likelier than they are.
  */
 import { normalCdf } from "./distributions.js";
 import { quantile } from "./robust.js";
@@ -50,10 +60,15 @@ export class SeasonalMedianForecaster {
   /** Absolute one-step changes of the last `scaleWindow` observed pairs. */
   private readonly changes: number[] = [];
   private level = NaN;
+  /** Exponentially smoothed y: the level-only model the seasonal one is weighed against. */
+  private plainLevel = NaN;
+  /** Decayed sums for the seasonal weight: Σ(y − L)(seasonal − L) and Σ(seasonal − L)². */
+  private weightCross = 0;
+  private weightSquares = 0;
   /** The last seasonal expectation there was, standing in where one is missing. */
   private lastSeasonal = NaN;
   /** Forecasts made at recent origins whose targets are not all observed yet: origin index → path. */
-  private readonly pending: { origin: number; forecast: number[]; scale: number }[] = [];
+  private readonly pending: PendingForecast[] = [];
   /** Error paths of resolved origins (actual − forecast per horizon; NaN where the actual was missing). */
   private readonly paths: Float64Array[] = [];
   private readonly scratch: number[] = [];
@@ -93,6 +108,15 @@ export class SeasonalMedianForecaster {
     return this.period > 0 && this.history.length >= this.minCycles * this.period;
   }
 
+  /**
+   * Share of the seasonal model's departure from the plain smoothed level that the forecast
+   * follows, learned from past forecasts (1 until there is evidence, and before the season is in use).
+   */
+  get seasonalWeight(): number {
+    if (!this.seasonal || !(this.weightSquares > 0)) return 1;
+    return Math.min(1, Math.max(0, this.weightCross / this.weightSquares));
+  }
+
   /** Number of resolved past forecasts (origins) whose errors inform the intervals. */
   get resolvedOrigins(): number {
     return this.paths.length;
@@ -106,6 +130,7 @@ export class SeasonalMedianForecaster {
     const index = this.history.length;
     if (this.period > 0 && index === this.minCycles * this.period) this.rebaseLevel();
     if (Number.isFinite(value)) {
+      this.plainLevel = Number.isNaN(this.plainLevel) ? value : this.plainLevel + this.levelAlpha * (value - this.plainLevel);
       const found = this.seasonalAt(index);
       if (!Number.isNaN(found)) this.lastSeasonal = found;
       const expected = this.seasonal ? this.lastSeasonal : NaN;
@@ -121,11 +146,26 @@ export class SeasonalMedianForecaster {
     }
     this.history.push(Number.isFinite(value) ? value : NaN);
     this.resolve();
-    if (!Number.isNaN(this.level)) this.pending.push({ origin: this.history.length, forecast: this.forecast(), scale: this.scale });
+    if (!Number.isNaN(this.level)) {
+      const seasonal = this.seasonalModelForecast();
+      this.pending.push({ origin: this.history.length, forecast: this.combine(seasonal), seasonal, plainLevel: this.plainLevel, scale: this.scale });
+    }
   }
 
   /** Point forecasts for the next `horizon` steps (empty before the first observation). */
   forecast(): number[] {
+    return this.combine(this.seasonalModelForecast());
+  }
+
+  /** The level-only forecast moved `seasonalWeight` of the way to the seasonal model's. */
+  private combine(seasonal: number[]): number[] {
+    if (!this.seasonal || seasonal.length === 0) return seasonal;
+    const w = this.seasonalWeight;
+    return seasonal.map((f) => this.plainLevel + w * (f - this.plainLevel));
+  }
+
+  /** The seasonal model alone: S(t+h) + ℓ(t) (the plain level before the season is known). */
+  private seasonalModelForecast(): number[] {
     if (Number.isNaN(this.level)) return [];
     const start = this.history.length;
     const out = new Array<number>(this.horizon);
@@ -233,6 +273,8 @@ export class SeasonalMedianForecaster {
   private rebaseLevel(): void {
     this.paths.length = 0;
     this.pending.length = 0;
+    this.weightCross = 0;
+    this.weightSquares = 0;
     const deviations: number[] = [];
     for (let i = this.history.length - this.period; i < this.history.length; i++) {
       const v = this.history[i] as number;
@@ -245,17 +287,48 @@ export class SeasonalMedianForecaster {
     this.level = n % 2 === 1 ? (deviations[(n - 1) / 2] as number) : 0.5 * ((deviations[n / 2 - 1] as number) + (deviations[n / 2] as number));
   }
 
+  /**
+   * Adds one resolved origin's evidence to the seasonal weight (every step of its horizon), the
+   * older evidence decaying so that about the last `errorWindow` origins count.
+   */
+  private learnWeight(origin: number, seasonal: readonly number[], plainLevel: number): void {
+    const keep = 1 - 1 / this.errorWindow;
+    this.weightCross *= keep;
+    this.weightSquares *= keep;
+    for (let h = 0; h < this.horizon; h++) {
+      const actual = this.history[origin + h] as number;
+      const departure = (seasonal[h] as number) - plainLevel;
+      if (!Number.isFinite(actual) || !Number.isFinite(departure)) continue;
+      this.weightCross += (actual - plainLevel) * departure;
+      this.weightSquares += departure * departure;
+    }
+  }
+
   /** Moves forecasts whose whole horizon is now observed into the error paths. */
   private resolve(): void {
     const observed = this.history.length;
     while (this.pending.length > 0 && (this.pending[0] as { origin: number }).origin + this.horizon <= observed) {
-      const { origin, forecast, scale } = this.pending.shift() as { origin: number; forecast: number[]; scale: number };
+      const { origin, forecast, seasonal, plainLevel, scale } = this.pending.shift() as PendingForecast;
+      if (this.seasonal) this.learnWeight(origin, seasonal, plainLevel);
       const path = new Float64Array(this.horizon);
       for (let h = 0; h < this.horizon; h++) path[h] = ((this.history[origin + h] as number) - (forecast[h] as number)) / scale;
       this.paths.push(path);
       if (this.paths.length > this.errorWindow * 2) this.paths.splice(0, this.paths.length - this.errorWindow);
     }
   }
+}
+
+/**
+ * A forecast made at `origin` (the index of its first target): the one used (`forecast`), the
+ * seasonal model's and the plain level it was weighed against, and the spread its errors are
+ * measured in.
+ */
+interface PendingForecast {
+  origin: number;
+  forecast: number[];
+  seasonal: number[];
+  plainLevel: number;
+  scale: number;
 }
 
 /**
