@@ -59,6 +59,20 @@ describe('SelfTelemetry', () => {
     store.close();
   });
 
+  it('gives each call a distinct 16-byte trace id that begins with its start time, so later calls sort after earlier ones', () => {
+    const store = new Store(join(tempDir(), 'kiwi.db'));
+    const telemetry = new SelfTelemetry(store, 60_000, 0);
+    const starts = [1_800_000_000_000, 1_800_000_000_000, 1_800_000_000_001, 1_800_000_360_000];
+    for (const start of starts) telemetry.recordOperation({ method: 'tools/call', tool: 'list_series', start, durationMs: 1, outcome: 'ok' });
+    const spans = store.listSpans({ component: SELF_COMPONENT }, 10).sort((a, b) => a.start - b.start);
+    const ids = spans.map((s) => s.trace_id);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{32}$/);
+    expect(new Set(ids).size).toBe(starts.length);
+    expect(ids.map((id) => parseInt(id.slice(0, 12), 16))).toEqual(starts);
+    expect([...ids].sort()).toEqual(ids.slice(0, 2).sort().concat(ids.slice(2)));
+    store.close();
+  });
+
   it('never takes the caller down when the store cannot be written', () => {
     const store = new Store(join(tempDir(), 'kiwi.db'));
     const telemetry = new SelfTelemetry(store, 60_000, 0);
