@@ -92,6 +92,12 @@ describe('points and buckets', () => {
     expect(page.series).toHaveLength(1);
     const worker = store.findSeries({ component: 'worker' }).series[0]!;
     expect(store.describeSeries(worker)).toMatchObject({ first_ts: T0, last_ts: T0, last_value: 1 });
+    // listSeries: the same pages and count in one statement, each series described as describeSeries does
+    for (const [filter, limit, offset] of [[{}, 2, 0], [{}, 2, 4], [{ name_prefix: 'process.' }, 10, 1], [{ component: 'api' }, 1, 1]] as const) {
+      const expected = store.findSeries(filter, limit, offset);
+      expect(store.listSeries(filter, limit, offset)).toEqual({ series: expected.series.map((s) => store.describeSeries(s)), total: expected.total });
+    }
+    expect(store.listSeries({ component: 'api' }, 5, 10)).toEqual({ series: [], total: 2 }); // past the end: still the count
     store.close();
   });
 
@@ -125,6 +131,7 @@ describe('points and buckets', () => {
     store.writeRecords([metric(T0, 4, 'old.only'), metric(T0 + 30_000, 6, 'old.only')]);
     store.prune(T0 + 5 * MINUTE, 0);
     expect(store.describeSeries(store.findSeries({ name: 'old.only' }).series[0]!)).toMatchObject({ first_ts: T0, last_ts: T0, last_value: 5 });
+    expect(store.listSeries({ name: 'old.only' }, 1, 0).series[0]).toMatchObject({ first_ts: T0, last_ts: T0, last_value: 5 });
 
     store.close();
   });

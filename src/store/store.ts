@@ -181,6 +181,17 @@ const SERIES_SPAN_COLUMNS = `
   coalesce((SELECT value FROM points WHERE series_id = s.id ORDER BY ts DESC LIMIT 1),
            (SELECT sum / count FROM rollups_1m WHERE series_id = s.id ORDER BY ts DESC LIMIT 1)) AS last_value`;
 
+function seriesConditions(filter: SeriesFilter): Conditions {
+  const where = new Conditions();
+  if (filter.name !== undefined) where.add('name = ?', filter.name);
+  if (filter.name_prefix !== undefined) where.add("name LIKE ? ESCAPE '\\'", `${escapeLike(filter.name_prefix)}%`);
+  if (filter.component !== undefined) where.add('component = ?', filter.component);
+  for (const [key, value] of Object.entries(filter.labels ?? {})) {
+    where.add('json_extract(labels, ?) = ?', `$.${JSON.stringify(key)}`, value);
+  }
+  return where;
+}
+
 /**
  * The one place that speaks SQL. Every write goes through a transaction; a `Store` is meant to
  * be long-lived (its statements are prepared once).
@@ -386,18 +397,33 @@ export class Store {
   // ---------------------------------------------------------------- series and points
 
   findSeries(filter: SeriesFilter, limit = 1000, offset = 0): { series: SeriesRow[]; total: number } {
-    const where = new Conditions();
-    if (filter.name !== undefined) where.add('name = ?', filter.name);
-    if (filter.name_prefix !== undefined) where.add("name LIKE ? ESCAPE '\\'", `${escapeLike(filter.name_prefix)}%`);
-    if (filter.component !== undefined) where.add('component = ?', filter.component);
-    for (const [key, value] of Object.entries(filter.labels ?? {})) {
-      where.add('json_extract(labels, ?) = ?', `$.${JSON.stringify(key)}`, value);
-    }
+    const where = seriesConditions(filter);
     const total = this.prepared(`SELECT count(*) FROM series ${where.clause()}`).pluck().get(...where.params) as number;
     const rows = this
       .prepared(`SELECT id, name, component, labels FROM series ${where.clause()} ORDER BY name, component, labels ${LIMIT_PARAM} ${OFFSET_PARAM}`)
       .all(...where.params, limit, offset) as { id: number; name: string; component: string; labels: string }[];
     return { series: rows.map((r) => ({ ...r, labels: JSON.parse(r.labels) as Labels })), total };
+  }
+
+  /**
+   * A page of series with their first and last times and last value, and how many match, in one
+   * statement (one snapshot): `list_series` is a cheap read, and a statement per series and per
+   * bound cost more than the rest of the call.
+   */
+  listSeries(filter: SeriesFilter, limit: number, offset: number): { series: SeriesInfo[]; total: number } {
+    const where = seriesConditions(filter);
+    const rows = this
+      .prepared(
+        `SELECT s.id, s.name, s.component, s.labels, (SELECT count(*) FROM series ${where.clause()}) AS total, ${SERIES_SPAN_COLUMNS}
+         FROM series s ${where.clause()} ORDER BY s.name, s.component, s.labels ${LIMIT_PARAM} ${OFFSET_PARAM}`,
+      )
+      .all(...where.params, ...where.params, limit, offset) as (Omit<SeriesInfo, 'labels'> & { labels: string; total: number })[];
+    // A page past the end has no row to carry the count.
+    const total = rows[0]?.total ?? this.findSeries(filter, 0).total;
+    return {
+      series: rows.map(({ total: _total, labels, ...row }) => ({ ...row, labels: JSON.parse(labels) as Labels })),
+      total,
+    };
   }
 
   /** First and last time, and the last value: the last raw point, or the last minute's average once only roll-ups remain. */

@@ -137,16 +137,13 @@ export function registerTelemetryTools(server: McpServer, store: Store): void {
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     async ({ name, name_prefix, component, limit, offset }) => {
-      const { series, total } = store.findSeries({ name, name_prefix, component }, limit, offset);
-      const rows = series.map((s) => {
-        const info = store.describeSeries(s);
-        return {
-          ...s,
-          first: info.first_ts === null ? null : iso(info.first_ts),
-          last: info.last_ts === null ? null : iso(info.last_ts),
-          last_value: round(info.last_value),
-        };
-      });
+      const { series, total } = store.listSeries({ name, name_prefix, component }, limit, offset);
+      const rows = series.map(({ first_ts, last_ts, last_value, ...s }) => ({
+        ...s,
+        first: first_ts === null ? null : iso(first_ts),
+        last: last_ts === null ? null : iso(last_ts),
+        last_value: round(last_value),
+      }));
       const next = offset + rows.length < total ? offset + rows.length : null;
       const text = [
         `${total} series${total > rows.length ? `, showing ${offset + 1}-${offset + rows.length}` : ''}`,
