@@ -275,10 +275,11 @@ export class Store {
     };
   }
 
-  private prepared(sql: string): Statement {
+  /** The statement for `sql`, prepared once; with `build`, `sql` is a short key and `build()` the text. */
+  private prepared(sql: string, build?: () => string): Statement {
     let statement = this.dynamic.get(sql);
     if (!statement) {
-      statement = this.db.prepare(sql);
+      statement = this.db.prepare(build ? build() : sql);
       this.dynamic.set(sql, statement);
     }
     return statement;
@@ -412,10 +413,12 @@ export class Store {
    */
   listSeries(filter: SeriesFilter, limit: number, offset: number): { series: SeriesInfo[]; total: number } {
     const where = seriesConditions(filter);
+    const clause = where.clause();
     const rows = this
       .prepared(
-        `SELECT s.id, s.name, s.component, s.labels, (SELECT count(*) FROM series ${where.clause()}) AS total, ${SERIES_SPAN_COLUMNS}
-         FROM series s ${where.clause()} ORDER BY s.name, s.component, s.labels ${LIMIT_PARAM} ${OFFSET_PARAM}`,
+        `listSeries ${clause}`,
+        () => `SELECT s.id, s.name, s.component, s.labels, (SELECT count(*) FROM series ${clause}) AS total, ${SERIES_SPAN_COLUMNS}
+               FROM series s ${clause} ORDER BY s.name, s.component, s.labels ${LIMIT_PARAM} ${OFFSET_PARAM}`,
       )
       .all(...where.params, ...where.params, limit, offset) as (Omit<SeriesInfo, 'labels'> & { labels: string; total: number })[];
     // A page past the end has no row to carry the count.
