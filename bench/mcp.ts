@@ -10,7 +10,10 @@
  * a count and one indexed page of the series table, the series' first and last points by
  * primary key, and an answer checked against its output schema; Kiwi also records every call
  * into its own store (self-telemetry), which is part of what is measured. A second Kiwi, with
- * `--no-self-telemetry`, is measured beside them as context, not as the result.
+ * `--no-self-telemetry`, is measured beside them as context, not as the result, and so is a
+ * fixed-page server (bench/fixed-page-server.ts): the SDK with list_series' own schemas answering
+ * Kiwi's page without reading anything, which shows what the protocol charges for that shape of
+ * answer and so how much of the gap is Kiwi's own work.
  *
  * The servers are measured in alternating blocks (the order rotated every round), so machine
  * noise on these shared cores falls on all of them alike: first one call at a time, then with
@@ -194,7 +197,11 @@ async function main(): Promise<void> {
       await start('Kiwi --no-self-telemetry', [cli, 'serve', '--db', dbOff, '--no-self-telemetry'], 'list_series', kiwiArgs, checkKiwi),
     );
     servers.push(await start(`server-everything ${packageVersion(peerDir)}`, [peerEntry(), 'stdio'], 'echo', { message: 'ping' }, checkEcho));
-    const [kiwi, kiwiQuiet, peer] = servers as [Server, Server, Server];
+    const kiwiPage = await servers[0]!.client.callTool({ name: 'list_series', arguments: kiwiArgs });
+    servers.push(
+      await start('SDK, fixed page (context)', [join(root, 'dist', 'bench', 'fixed-page-server.js'), JSON.stringify(kiwiPage)], 'list_series', kiwiArgs, checkKiwi),
+    );
+    const [kiwi, kiwiQuiet, peer, fixedPage] = servers as [Server, Server, Server, Server];
     for (const s of servers) await sequentialBlock(s, WARMUP, []);
     for (const s of servers) await concurrentBlock(s, WARMUP / 4, []);
 
@@ -242,6 +249,7 @@ async function main(): Promise<void> {
     const seq = stats(kiwi, 'sequential');
     const seqPeer = stats(peer, 'sequential');
     const seqQuiet = stats(kiwiQuiet, 'sequential');
+    const seqFixed = stats(fixedPage, 'sequential');
     const conc = stats(kiwi, 'concurrent');
     const concPeer = stats(peer, 'concurrent');
     const peerName = 'server-everything echo';
@@ -282,8 +290,16 @@ async function main(): Promise<void> {
       baseline: `${ms(seqPeer.p50)} (${peerName})`,
       ratio: `${(seqQuiet.p50 / seqPeer.p50).toFixed(2)}x`,
     });
+    reportResult({
+      bench: 'mcp',
+      measure: 'stdio round trip p50, SDK answering a fixed list_series page (context)',
+      value: ms(seqFixed.p50),
+      baseline: `${ms(seqPeer.p50)} (${peerName})`,
+      ratio: `${(seqFixed.p50 / seqPeer.p50).toFixed(2)}x`,
+    });
     await Promise.allSettled(servers.map((s) => s.client.close()));
-    reportSelfTelemetry(dbOn, WARMUP + WARMUP / 4 + kiwi.sequential.length + kiwi.concurrent.length);
+    // one call more: the page the fixed-page server answers with
+    reportSelfTelemetry(dbOn, 1 + WARMUP + WARMUP / 4 + kiwi.sequential.length + kiwi.concurrent.length);
   } catch (err) {
     const tails = servers.map((s) => `--- ${s.label} stderr (tail):\n${s.stderr.trim() || '(empty)'}`).join('\n');
     throw new Error(`${(err as Error).message}\n${tails}`);

@@ -60,6 +60,35 @@ function renderIngest(s: IngestSummary): string {
   return lines.join('\n');
 }
 
+/** list_series' schemas and description, exported for bench:mcp's fixed-page context server. */
+export const LIST_SERIES_TOOL = {
+  title: 'List metric series',
+  description:
+    'List stored metric series (name, component, labels) with their first and last timestamps and latest value. ' +
+    `Filter by exact name, name prefix or component. Paginated: limit (default 50, at most ${LIMITS.listSeries}) and offset.`,
+  inputSchema: {
+    name: z.string().optional(),
+    name_prefix: z.string().optional().describe('e.g. "process." or "mcp."'),
+    component: z.string().optional(),
+    limit: z.number().int().min(1).max(LIMITS.listSeries).default(50),
+    offset: z.number().int().min(0).default(0),
+  },
+  outputSchema: {
+    total: z.number(),
+    offset: z.number(),
+    next_offset: z.number().nullable(),
+    series: z.array(
+      z.object({
+        ...seriesShape,
+        first: z.string().nullable(),
+        last: z.string().nullable(),
+        last_value: z.number().nullable(),
+      }),
+    ),
+  },
+  annotations: { readOnlyHint: true, openWorldHint: false },
+};
+
 export function registerTelemetryTools(server: McpServer, store: Store): void {
   server.registerTool(
     'ingest_telemetry',
@@ -109,33 +138,7 @@ export function registerTelemetryTools(server: McpServer, store: Store): void {
 
   server.registerTool(
     'list_series',
-    {
-      title: 'List metric series',
-      description:
-        'List stored metric series (name, component, labels) with their first and last timestamps and latest value. ' +
-        `Filter by exact name, name prefix or component. Paginated: limit (default 50, at most ${LIMITS.listSeries}) and offset.`,
-      inputSchema: {
-        name: z.string().optional(),
-        name_prefix: z.string().optional().describe('e.g. "process." or "mcp."'),
-        component: z.string().optional(),
-        limit: z.number().int().min(1).max(LIMITS.listSeries).default(50),
-        offset: z.number().int().min(0).default(0),
-      },
-      outputSchema: {
-        total: z.number(),
-        offset: z.number(),
-        next_offset: z.number().nullable(),
-        series: z.array(
-          z.object({
-            ...seriesShape,
-            first: z.string().nullable(),
-            last: z.string().nullable(),
-            last_value: z.number().nullable(),
-          }),
-        ),
-      },
-      annotations: { readOnlyHint: true, openWorldHint: false },
-    },
+    LIST_SERIES_TOOL,
     async ({ name, name_prefix, component, limit, offset }) => {
       const { series, total } = store.listSeries({ name, name_prefix, component }, limit, offset);
       const rows = series.map(({ first_ts, last_ts, last_value, ...s }) => ({
