@@ -129,6 +129,58 @@ describe("rolling windows", () => {
       }
     }
   });
+
+  it("sorted window answers exactly what a sorted copy of its last values answers", () => {
+    // Reference: sort the last `capacity` values afresh and read them with the same type-7 rule.
+    const referenceQuantile = (sorted: number[], q: number): number => {
+      const position = Math.min(Math.max(q, 0), 1) * (sorted.length - 1);
+      const below = Math.floor(position);
+      const low = sorted[below] as number;
+      return low + ((sorted[Math.min(below + 1, sorted.length - 1)] as number) - low) * (position - below);
+    };
+    const random = seededRandom(23);
+    for (const [capacity, levels] of [[1, 3], [2, 3], [5, 4], [33, 6], [200, 10], [200, 1e6]] as const) {
+      const window = new RollingSortedWindow(capacity);
+      const values: number[] = [];
+      // three times the capacity: the window wraps around and evicts, including evicted duplicates
+      for (let i = 0; i < 3 * capacity + 50; i++) {
+        const v = random() < 0.1 ? -2.5 : Math.floor(random() * levels) / 4;
+        const probe = random() < 0.5 ? v : Math.floor(random() * levels) / 4 + 0.125; // present, or absent
+        if (values.length > 0) {
+          // countBelow before a push is the path TailRarity takes (the push reuses that count)
+          const sorted = values.slice(-capacity).sort((a, b) => a - b);
+          expect(window.countBelow(probe)).toBe(sorted.filter((x) => x < probe).length);
+          expect(window.countBelow(v)).toBe(sorted.filter((x) => x < v).length);
+        }
+        if (random() < 0.3) window.countBelow(probe); // a stale count for another value must not be reused
+        values.push(v);
+        window.push(v);
+        const sorted = values.slice(-capacity).sort((a, b) => a - b);
+        expect(window.length).toBe(sorted.length);
+        for (const q of [0, 1, 0.5, 0.02, 0.98, random(), -1, 2]) expect(window.quantile(q)).toBe(referenceQuantile(sorted, q));
+        expect(window.min).toBe(sorted[0]);
+        expect(window.max).toBe(sorted[sorted.length - 1]);
+        expect(window.countBelow(Infinity)).toBe(sorted.length);
+        expect(window.countBelow(-Infinity)).toBe(0);
+      }
+    }
+  });
+
+  it("sorted window keeps -0 and 0 together and a count for 0 serves a push of -0", () => {
+    const window = new RollingSortedWindow(4);
+    for (const v of [1, -0, 2, 0]) {
+      window.countBelow(0);
+      window.push(v);
+    }
+    expect(window.countBelow(0)).toBe(0);
+    expect(window.countBelow(0.5)).toBe(2);
+    expect(window.quantile(0)).toBe(0);
+    expect(window.quantile(1)).toBe(2);
+    window.push(-1); // evicts 1
+    expect(window.countBelow(0)).toBe(1);
+    expect(window.max).toBe(2);
+    expect(() => window.push(NaN)).toThrow(RangeError);
+  });
 });
 
 describe("Ewma", () => {
@@ -308,6 +360,36 @@ describe("tail rarity", () => {
     expect(beyond).toBeLessThan(atMax);
     expect(farBeyond).toBeLessThan(beyond);
     expect(farBeyond).toBeLessThan(1 / 1000);
+  });
+
+  it("gives exactly the p-values computed from a sorted copy of its history", () => {
+    const quantileOf = (sorted: number[], q: number): number => {
+      const position = Math.min(Math.max(q, 0), 1) * (sorted.length - 1);
+      const below = Math.floor(position);
+      const low = sorted[below] as number;
+      return low + ((sorted[Math.min(below + 1, sorted.length - 1)] as number) - low) * (position - below);
+    };
+    const reference = (history: number[], value: number): number => {
+      const n = history.length;
+      if (n < 50) return 1;
+      const sorted = [...history].sort((a, b) => a - b);
+      const tailCount = Math.max(5, Math.floor(n * 0.02));
+      const threshold = quantileOf(sorted, (n - tailCount) / (n - 1));
+      if (value <= threshold) return (sorted.filter((x) => x >= value).length + 1) / (n + 1);
+      let excess = 0;
+      for (let i = n - tailCount; i < n; i++) excess += quantileOf(sorted, i / (n - 1)) - threshold;
+      return ((tailCount + 1) / (n + 1)) * Math.exp(-(value - threshold) / Math.max(excess / tailCount, 1e-12));
+    };
+    const normal = seededNormal(31);
+    const rarity = new TailRarity({ window: 400, tailFraction: 0.02 });
+    const history: number[] = [];
+    for (let i = 0; i < 1500; i++) {
+      // quantised magnitudes (ties) with now and then a value beyond the tail
+      const value = i % 97 === 0 ? 10 + i / 100 : Math.round(Math.abs(normal()) * 20) / 20;
+      expect(rarity.update(value)).toBe(reference(history, value));
+      history.push(value);
+      if (history.length > 400) history.shift();
+    }
   });
 
   it("answers 1 until it has seen enough values", () => {

@@ -126,16 +126,20 @@ export class RollingMoments {
   }
 }
 
-/** First index in sorted[0..length) whose value is >= target. */
+/**
+ * First index in sorted[0..length) whose value is >= target. Branch-free: the step taken
+ * depends on the comparison arithmetically, not through a jump, because on random data a
+ * jump is mispredicted every other step and that, not the comparisons, is the cost.
+ */
 function lowerBound(sorted: Float64Array, length: number, target: number): number {
-  let low = 0;
-  let high = length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if ((sorted[middle] as number) < target) low = middle + 1;
-    else high = middle;
+  let base = 0;
+  let remaining = length;
+  while (remaining > 1) {
+    const half = remaining >>> 1;
+    base += half * Number((sorted[base + half - 1] as number) < target);
+    remaining -= half;
   }
-  return low;
+  return remaining === 1 ? base + Number((sorted[base] as number) < target) : base;
 }
 
 /**
@@ -146,6 +150,12 @@ function lowerBound(sorted: Float64Array, length: number, target: number): numbe
 export class RollingSortedWindow {
   private readonly arrival: RingBuffer;
   private readonly sorted: Float64Array;
+  /**
+   * The last countBelow answer, kept until the next push: callers often ask how many values lie
+   * below x and then push x (TailRarity does), and that count is where x is inserted.
+   */
+  private lastCountedValue = NaN;
+  private lastCountBelow = 0;
 
   constructor(readonly capacity: number) {
     this.arrival = new RingBuffer(capacity);
@@ -170,15 +180,15 @@ export class RollingSortedWindow {
     const sizeBefore = this.arrival.length;
     const evicted = this.arrival.push(value);
     const sorted = this.sorted;
+    const insertAt = value === this.lastCountedValue ? this.lastCountBelow : lowerBound(sorted, sizeBefore, value);
+    this.lastCountedValue = NaN;
     if (evicted === undefined) {
-      const at = lowerBound(sorted, sizeBefore, value);
-      sorted.copyWithin(at + 1, at, sizeBefore);
-      sorted[at] = value;
+      sorted.copyWithin(insertAt + 1, insertAt, sizeBefore);
+      sorted[insertAt] = value;
       return;
     }
     // Replace the evicted value by the new one, shifting only the elements between the two.
     const removeAt = lowerBound(sorted, sizeBefore, evicted);
-    const insertAt = lowerBound(sorted, sizeBefore, value);
     if (insertAt <= removeAt) {
       sorted.copyWithin(insertAt + 1, insertAt, removeAt);
       sorted[insertAt] = value;
@@ -213,7 +223,9 @@ export class RollingSortedWindow {
 
   /** Number of values held that are strictly below `value`. */
   countBelow(value: number): number {
-    return lowerBound(this.sorted, this.arrival.length, value);
+    this.lastCountBelow = lowerBound(this.sorted, this.arrival.length, value);
+    this.lastCountedValue = value;
+    return this.lastCountBelow;
   }
 
   /**

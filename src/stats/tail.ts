@@ -39,6 +39,7 @@ export class TailRarity {
   /** p-value of `value` against the values seen so far, then learns it. */
   update(value: number): number {
     const p = this.pValue(value);
+    // Right after pValue's countBelow(value): the push reuses that count as value's place.
     this.history.push(value);
     return p;
   }
