@@ -8,6 +8,7 @@ import { forecastLatency, latencyBuckets } from '../src/forecast/latency.js';
 import { forecastMemory } from '../src/forecast/memory.js';
 import { crc32 } from '../src/forecast/png.js';
 import type { ChartSpec } from '../src/forecast/types.js';
+import { generateRecords, parseIncidentList, scenarioTruth, WORKER_MEMORY_LIMIT_BYTES } from '../src/generate/index.js';
 import { hingeStart, levelShifts, theilSenInterval, windowMinima } from '../src/stats/envelope.js';
 import { seededNormal, seededRandom } from '../src/stats/random.js';
 import { kernelExceedance, SeasonalMedianForecaster } from '../src/stats/seasonal-forecast.js';
@@ -192,11 +193,30 @@ describe('trends of the floor', () => {
   });
 
   it('a restart is a level shift, the onset of a leak is not; the hinge finds the onset', () => {
+    const hourly = (ys: number[]) => ys.map((_, i) => T0 + i * HOUR);
     const leak = [0, 0, 0, 0, 0, 0, 50, 100, 150, 200, 250, 300];
-    expect(levelShifts(leak, 8, 20)).toEqual([]);
+    expect(levelShifts(hourly(leak), leak, HOUR, 8, 20)).toEqual([]);
     expect(hingeStart(leak.map((_, i) => i), leak, 4)).toBe(5);
     const restart = [500, 550, 600, 650, 700, 100, 150, 200, 250];
-    expect(levelShifts(restart, 8, 20)).toEqual([5]);
+    expect(levelShifts(hourly(restart), restart, HOUR, 8, 20)).toEqual([5]);
+  });
+
+  it('judges a step against the trend: minima read at different minutes of their hours are no restart', () => {
+    // A floor rising 70 an hour, its hourly minima read 40 or 80 minutes apart (as collections fall),
+    // so the steps between them alternate 47 and 93: the last, 93, is twice the median of those before.
+    const xs: number[] = [];
+    for (let t = 60; xs.length < 12; t += xs.length % 2 ? 80 : 40) xs.push(T0 + t * MINUTE);
+    const ys = xs.map((x) => 700 + (70 * (x - T0)) / HOUR);
+    expect(ys[11]! - ys[10]!).toBeCloseTo(93.3, 1);
+    expect(levelShifts(xs, ys, HOUR, 8, 32)).toEqual([]);
+    // The same floor with its last minimum read at the start of its window, up to an hour's growth high.
+    expect(levelShifts(xs, ys.map((y, i) => (i === 11 ? y + 60 : y)), HOUR, 8, 32)).toEqual([]);
+    // A fall below the trend at the last point is memory freed: a restart, even unconfirmed.
+    expect(levelShifts(xs, ys.map((y, i) => (i === 11 ? y - 400 : y)), HOUR, 8, 32)).toEqual([11]);
+    // A rise at the last point waits for a second point to show that the new level holds.
+    const flat = xs.map(() => 650);
+    expect(levelShifts(xs, flat.map((y, i) => (i === 11 ? y + 300 : y)), HOUR, 8, 32)).toEqual([]);
+    expect(levelShifts(xs, flat.map((y, i) => (i >= 10 ? y + 300 : y)), HOUR, 8, 32)).toEqual([10]);
   });
 });
 
@@ -237,11 +257,74 @@ describe('memory forecast', () => {
       const t = T0 + m * MINUTE;
       const hourOfDay = (t / HOUR) % 24;
       ts.push(t);
-      values.push((300 + 40 * Math.max(0, Math.sin((Math.PI * (hourOfDay - 4)) / 24))) * MIB);
+      // Load peaks at 16:00 and is least at 04:00, continuously (no step at midnight, which would be a level shift).
+      values.push((300 + 40 * (1 - Math.cos((2 * Math.PI * (hourOfDay - 4)) / 24)) / 2) * MIB);
     }
     const { forecast } = forecastMemory({ component: 'agent', ts, values, limitBytes: 500 * MIB, limitSource: 'setting', horizonHours: 24 });
     expect(forecast.memory!.will_oom).toBe(false);
     expect(forecast.confidence_basis).toMatch(/repeats daily/);
+  });
+
+  it('forecasts a generated leak at the end time whose last hourly minimum was read as a restart (seed 4, 05:04)', () => {
+    const options = { days: 2, seed: 4, end: Date.parse('2026-11-21T05:04:00Z'), incidents: parseIncidentList('memory_leak@-6h,flaky_connection@-6h') };
+    const ts: number[] = [];
+    const values: number[] = [];
+    for (const r of generateRecords(options)) {
+      if (r.type === 'metric' && r.name === 'process.memory.usage' && r.component === 'worker') {
+        ts.push(r.ts);
+        values.push(r.value);
+      }
+    }
+    const truth = (scenarioTruth(options).incidents.find((i) => i.type === 'memory_leak')!.details as { hours_to_oom_after_end: number }).hours_to_oom_after_end;
+    const { forecast } = forecastMemory({ component: 'worker', ts, values, limitBytes: WORKER_MEMORY_LIMIT_BYTES, limitSource: 'setting', horizonHours: 24 });
+    expect(forecast.status).toBe('ok');
+    expect(forecast.memory!.restarts_seen).toBe(0);
+    expect(forecast.memory!.will_oom).toBe(true);
+    expect(Math.abs(forecast.memory!.hours_to_oom!.estimate - truth) / truth).toBeLessThan(0.2);
+  });
+
+  it('forecasts a leak that ends right after its hourly minimum stepped up by two collections’ worth of growth', () => {
+    // Floor 650 MiB, leaking 70 MiB/h from hour 22; a collection every 40 minutes, so hourly minima
+    // are read 40 or 80 minutes apart and the last step (04:40 → 05:20) is twice the one before.
+    const ts: number[] = [];
+    const values: number[] = [];
+    for (let m = 0; m < 30 * 60; m++) {
+      ts.push(T0 + m * MINUTE);
+      values.push((650 + Math.max(0, m / 60 - 22) * 70 + 5 * (m % 40)) * MIB);
+    }
+    const minima = windowMinima(ts, values, HOUR);
+    const steps = minima.ys.slice(-3).map((y, i, a) => (i ? (y - a[i - 1]!) / MIB : 0));
+    expect(steps[2]).toBeCloseTo(2 * steps[1]!, 0);
+    const { forecast } = forecastMemory({ component: 'worker', ts, values, limitBytes: 2048 * MIB, limitSource: 'setting', horizonHours: 24 });
+    const truth = (2048 - (650 + (30 * 60 - 1 - 22 * 60) * (70 / 60))) / 70;
+    expect(forecast.status).toBe('ok');
+    expect(forecast.memory!.restarts_seen).toBe(0);
+    expect(Math.abs(forecast.memory!.hours_to_oom!.estimate - truth) / truth).toBeLessThan(0.2);
+  });
+
+  it('a restart in the last hour: a fall is a restart at once, a rise waits for a second hourly minimum', () => {
+    const limits = { limitBytes: 2048 * MIB, limitSource: 'setting' as const, horizonHours: 24 };
+    // A leak whose process restarts (memory freed) 45 minutes before the end: too soon to say.
+    const leak = sawtooth(30, 60, 10);
+    const killedAt = T0 + (30 * 60 - 45) * MINUTE;
+    const killed = { ts: leak.ts, values: leak.values.map((v, i) => (leak.ts[i]! >= killedAt ? v - 1100 * MIB : v)) };
+    const afterKill = forecastMemory({ component: 'worker', ...killed, ...limits }).forecast;
+    expect(afterKill.status).toBe('insufficient_history');
+    expect(afterKill.needs!.need).toMatch(/since the last restart or level shift \(at 2025-01-07T05:/);
+    // A leak-free process restarting to a floor 300 MiB higher: one minimum above is not yet a
+    // new level, nor growth; two are a restart.
+    const flat = sawtooth(30, 0);
+    const risenFor = (minutes: number) => {
+      const at = T0 + (30 * 60 - minutes) * MINUTE;
+      return forecastMemory({ component: 'worker', ts: flat.ts, values: flat.values.map((v, i) => (flat.ts[i]! >= at ? v + 300 * MIB : v)), ...limits }).forecast;
+    };
+    const justRisen = risenFor(45);
+    expect(justRisen.status).toBe('ok');
+    expect(justRisen.memory!.will_oom).toBe(false);
+    expect(justRisen.memory!.restarts_seen).toBe(0);
+    const risen = risenFor(150);
+    expect(risen.status).toBe('insufficient_history');
+    expect(risen.needs!.need).toMatch(/since the last restart/);
   });
 
   it('refuses with too little history, and right after a restart, saying what it needs', () => {

@@ -67,7 +67,7 @@ export function forecastMemory(input: MemoryInput): ForecastWithChart {
   const now = ts[n - 1] as number;
   const minima = windowMinima(ts, values, MEMORY_MODEL.windowMs);
   const floor = median(minima.ys);
-  const shifts = levelShifts(minima.ys, MEMORY_MODEL.shiftSigmas, MEMORY_MODEL.shiftFraction * Math.abs(floor));
+  const shifts = levelShifts(minima.xs, minima.ys, MEMORY_MODEL.windowMs, MEMORY_MODEL.shiftSigmas, MEMORY_MODEL.shiftFraction * Math.abs(floor));
   const segmentStart = shifts.length ? (shifts[shifts.length - 1] as number) : 0;
   const segmentXs = minima.xs.slice(segmentStart);
   const segmentYs = minima.ys.slice(segmentStart);

@@ -79,32 +79,121 @@ export function theilSenInterval(xs: readonly number[], ys: readonly number[], l
   return { slope, intercept, lower: slopes[lowerRank] as number, upper: slopes[upperRank] as number, pValue: mk.pValue, n };
 }
 
+/** A robust line through some window minima: Theil–Sen over the pairs at least a window apart. */
+interface SideTrend {
+  slope: number;
+  /** Half the range of the pairwise slopes: how far the slope could be off. */
+  slopeSlack: number;
+  /** Median of y − slope · x. */
+  intercept: number;
+  /** The side's x nearest the step (the trend is extrapolated from there). */
+  edge: number;
+}
+
 /**
- * Indices i where the step from point i − 1 to i is a level shift: it departs, by more than `k`
- * robust sigmas and by more than `minJump`, from the median of the (up to three) steps before it
- * and from that of the steps after it, where there are any. A steady rise matches its
- * neighbours, so the onset of a leak is not a shift; a restart's drop, or a step, is. Two
- * shifting steps in a row are one shift, reported at the second.
+ * Indices i where the floor shifts between minima i − 1 and i (a restart), for `xs`, `ys` the
+ * minima of windows `windowMs` wide. A shift is a step between the trend of the (up to four)
+ * points before it, since the last shift, and that of the (up to four) points after it: the first
+ * point after sits off the trend before, and the trend after, taken back, sits off the last point
+ * before, both the same way, by more than the tolerance: `k` robust sigmas (of how far points sit
+ * off the trend before them, within the segments) or `minJump`, whichever is more, plus the trend's growth over one
+ * window, plus how far the trend could be off where it is extrapolated to.
+ *
+ * The trends are Theil–Sen lines on the points' own times, each side its own, so the onset of a
+ * leak is no shift (the two trends meet there: the departures have opposite signs). The growth
+ * allowance is there because a window's minimum is where the floor was lowest in it, which under a
+ * rising floor can be its first point, up to one window's growth above where a collection later in
+ * the window would put it: a step that large between minima is what a leak does. Slopes come from
+ * pairs at least a window apart: closer minima sit in neighbouring windows, and their slope is
+ * mostly where in its window each was read.
+ *
+ * The new level must hold: when the points after have no trend of their own (too few or too close
+ * in time), each of them, at least two, must sit off the trend before the same way. A single last
+ * point is not enough, with one exception: a last point below the trend before it is a shift on
+ * its own. A window's minimum can read high (a short last window, a collection not run yet) but
+ * not low, so a floor under its trend is memory that was freed, while one above it waits for a
+ * later point. A restart inside a window can leave that window's minimum between the two levels
+ * (garbage not yet collected at the new level, or collected at the old one), so a shift is also
+ * looked for over one point; a shifting point that sits off the trend after it as well is such a
+ * mix, and the shift is then reported at the next point.
  */
-export function levelShifts(ys: readonly number[], k = 8, minJump = 0): number[] {
-  const steps: number[] = [];
-  for (let i = 1; i < ys.length; i++) steps.push((ys[i] as number) - (ys[i - 1] as number));
-  if (steps.length < 2) return [];
-  const neighbourMedian = (i: number) => median(steps.slice(Math.max(0, i - 3), i + 4));
-  const sigma = MAD_TO_SIGMA * median(steps.map((s, i) => Math.abs(s - neighbourMedian(i))));
-  const threshold = Math.max(k * sigma, minJump);
-  const out: number[] = [];
-  steps.forEach((s, i) => {
-    const before = steps.slice(Math.max(0, i - 3), i);
-    const after = steps.slice(i + 1, i + 4);
-    const departsBefore = before.length === 0 || Math.abs(s - median(before)) > threshold;
-    const departsAfter = after.length === 0 || Math.abs(s - median(after)) > threshold;
-    if (!(departsBefore && departsAfter)) return;
-    // A shift that falls inside a window spreads over two steps (the window's point is a mix): one shift.
-    if (out[out.length - 1] === i) out[out.length - 1] = i + 1;
-    else out.push(i + 1);
-  });
-  return out;
+export function levelShifts(xs: readonly number[], ys: readonly number[], windowMs: number, k = 8, minJump = 0): number[] {
+  const n = ys.length;
+  const sidePoints = 4;
+  const trendOf = (from: number, to: number, edge: number, minPairs: number): SideTrend | null => {
+    const slopes: number[] = [];
+    for (let a = from; a < to; a++) {
+      for (let b = a + 1; b < to; b++) {
+        const dx = (xs[b] as number) - (xs[a] as number);
+        if (dx >= windowMs) slopes.push(((ys[b] as number) - (ys[a] as number)) / dx);
+      }
+    }
+    // One pair is a slope without any sign of how far off it may be: not enough to extrapolate far.
+    if (slopes.length < minPairs) return null;
+    const slope = median(slopes);
+    const intercept = median(ys.slice(from, to).map((y, j) => y - slope * (xs[from + j] as number)));
+    return { slope, slopeSlack: (Math.max(...slopes) - Math.min(...slopes)) / 2, intercept, edge: xs[edge] as number };
+  };
+  // How far point `at` sits off a trend, and what of that a leak and the trend's own error allow.
+  const offTrend = (trend: SideTrend, at: number): { by: number; allowed: number } => {
+    const x = xs[at] as number;
+    return {
+      by: (ys[at] as number) - (trend.intercept + trend.slope * x),
+      allowed: Math.abs(trend.slope) * windowMs + trend.slopeSlack * Math.abs(x - trend.edge),
+    };
+  };
+  let threshold = minJump;
+  const beyond = (d: { by: number; allowed: number }): number => (Math.abs(d.by) > threshold + d.allowed ? Math.sign(d.by) : 0);
+
+  /**
+   * The sign of a shift at i (0 for none) with the trend before ending at point `last` (i − 1,
+   * or i − 2 to step over a mixed point) and starting at `segmentStart`.
+   */
+  const shiftAt = (i: number, last: number, segmentStart: number): number => {
+    const beforeFrom = Math.max(segmentStart, last + 1 - sidePoints);
+    if (last + 1 - beforeFrom < 2) return 0;
+    const before = trendOf(beforeFrom, last + 1, last, 2);
+    if (!before) return 0;
+    const forward = beyond(offTrend(before, i));
+    if (forward === 0) return 0;
+    const afterTo = Math.min(n, i + sidePoints);
+    if (afterTo - i < 2) return i === n - 1 && forward < 0 ? forward : 0;
+    const after = trendOf(i, afterTo, i, 1);
+    if (after) return beyond(offTrend(after, last)) === -forward ? forward : 0;
+    for (let j = i + 1; j < afterTo; j++) if (beyond(offTrend(before, j)) !== forward) return 0;
+    return forward;
+  };
+
+  const find = (): number[] => {
+    const out: number[] = [];
+    let segmentStart = 0;
+    for (let i = 1; i < n; i++) {
+      let shift = shiftAt(i, i - 1, segmentStart);
+      if (shift === 0 && i - 2 >= segmentStart) shift = shiftAt(i, i - 2, segmentStart);
+      if (shift === 0) continue;
+      const afterNext = i + 1 < n ? trendOf(i + 1, Math.min(n, i + 1 + sidePoints), i + 1, 1) : null;
+      if (afterNext && beyond(offTrend(afterNext, i)) === -shift) i++;
+      out.push(i);
+      segmentStart = i;
+    }
+    return out;
+  };
+  // The noise is how far points sit off the trend before them within the segments that `minJump`
+  // alone finds; when k of its sigmas are more than `minJump`, the shifts are found again with that.
+  const shifts = find();
+  const departures: number[] = [];
+  for (let s = 0; s <= shifts.length; s++) {
+    const from = s === 0 ? 0 : (shifts[s - 1] as number);
+    const to = s === shifts.length ? n : (shifts[s] as number);
+    for (let i = from + 2; i < to; i++) {
+      const before = trendOf(Math.max(from, i - sidePoints), i, i - 1, 2);
+      if (before) departures.push(Math.abs(offTrend(before, i).by));
+    }
+  }
+  const noise = departures.length ? k * MAD_TO_SIGMA * median(departures) : 0;
+  if (noise <= minJump) return shifts;
+  threshold = noise;
+  return find();
 }
 
 /**
