@@ -1,12 +1,12 @@
 /** Deterministic root-cause analysis: the symptom's windows, every signal, the ranking, the context. */
 import { ExplainQueries } from '../store/explain.js';
 import type { Store } from '../store/store.js';
-import { spanSignals } from './calls.js';
+import { spanSignals, type SpanAnalysis } from './calls.js';
 import { buildContext } from './context.js';
-import { eventSignals } from './events.js';
+import { changesBefore, eventSignals } from './events.js';
 import { chooseBucketMs, Grid } from './grid.js';
 import { metricSignals } from './metrics.js';
-import { rankCandidates } from './rank.js';
+import { rankCandidates, symptomOnset } from './rank.js';
 import { redact } from './redact.js';
 import { isDerivedMetric, resolveSymptom } from './symptom.js';
 import type { Analysis, Symptom, SymptomInput } from './types.js';
@@ -43,21 +43,19 @@ export function analyzeRootCause(store: Store, input: SymptomInput, options: Ana
   if (events.truncated) notes.push('error events were capped at 50,000 per window');
 
   const symptomGrid = symptomSeries(symptom, metrics.symptomGrid, spans.grids, events.denialGrids, events.disconnectGrids);
-  const ranked = rankCandidates({
-    symptom,
-    grid,
-    signals: [...metrics.signals, ...spans.signals, ...events.signals],
-    explanations: spans.explanations,
-    changes: events.changes,
-    symptomGrid,
-  });
-  if (metrics.seriesCount === 0 && spans.spanCount === 0 && events.errorEventCount === 0 && events.changes.length === 0) {
+  const signals = [...metrics.signals, ...spans.signals, ...events.signals];
+  const measured = measuredOnset(symptom, spans.onsets);
+  const onset = symptomOnset(symptom, signals, measured);
+  const changes = changesBefore(queries, symptom, onset);
+  const traced = new Set(spans.grids.keys());
+  const ranked = rankCandidates({ symptom, grid, signals, explanations: spans.explanations, changes, symptomGrid, traced, measuredOnset: measured, onset });
+  if (metrics.seriesCount === 0 && spans.spanCount === 0 && events.errorEventCount === 0 && changes.length === 0) {
     notes.push('the store holds no telemetry for these windows');
   } else if (ranked.length === 0) notes.push('nothing moved from its baseline and no change was recorded shortly before the start');
   // error examples and change messages can carry secrets
   const candidates = redact(ranked.slice(0, limit).map(({ strength: _strength, ...candidate }) => candidate));
-  const context = buildContext(store, queries, symptom, candidates, spans.windowRoots, events);
-  const components = new Set([...metrics.signals, ...spans.signals, ...events.signals].map((s) => s.component));
+  const context = buildContext(store, queries, symptom, candidates, spans.windowRoots, events, changes);
+  const components = new Set(signals.map((s) => s.component));
 
   return {
     symptom,
@@ -73,6 +71,15 @@ export function analyzeRootCause(store: Store, input: SymptomInput, options: Ana
     notes,
     elapsed_ms: performance.now() - started,
   };
+}
+
+/** When the symptom's own failure rate or latency rose (null: not such a symptom, or it did not rise). */
+function measuredOnset(symptom: Symptom, onsets: SpanAnalysis['onsets']): number | null {
+  if (symptom.component === null) return null;
+  const own = onsets.get(symptom.component);
+  if (symptom.metric === 'errors') return own?.errors ?? null;
+  if (symptom.metric === 'latency') return own?.latency ?? null;
+  return null;
 }
 
 function symptomSeries(

@@ -43,6 +43,8 @@ export interface SpanAnalysis {
   signals: Signal[];
   explanations: Explanation[];
   grids: Map<string, ComponentGrids>;
+  /** When each component's failure rate and its span latency (calls included) rose; null when they did not. */
+  onsets: Map<string, { errors: number | null; latency: number | null }>;
   /** Root spans (threads) per bucket: the traffic that failure and error counts are judged against. */
   roots: Float64Array;
   /** Window root spans, for choosing affected threads. */
@@ -189,6 +191,7 @@ export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Gri
   const grids = new Map<string, ComponentGrids>();
   const latencyShifts = new Map<string, number>();
   const errorShifts = new Map<string, number>();
+  const onsets = new Map<string, { errors: number | null; latency: number | null }>();
   const rootTotals = totalsOf(grid, roots);
 
   for (const [component, p] of per) {
@@ -226,7 +229,12 @@ export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Gri
 
     const spansTotals = totalsOf(grid, p.count);
     const errorTotals = totalsOf(grid, p.errors);
-    errorShifts.set(component, rateShiftZ(errorTotals.window, spansTotals.window, errorTotals.baseline, spansTotals.baseline));
+    const errorZ = rateShiftZ(errorTotals.window, spansTotals.window, errorTotals.baseline, spansTotals.baseline);
+    errorShifts.set(component, errorZ);
+    onsets.set(component, {
+      errors: errorZ >= MOVED_Z ? rateOnset(grid, p.errors, p.count, errorTotals.baseline, spansTotals.baseline) : null,
+      latency: total && total.z >= MOVED_Z ? total.onset : null,
+    });
 
     const traffic = gridShift(grid, p.count, false);
     if (traffic && Math.abs(traffic.z) >= MOVED_Z) {
@@ -305,7 +313,7 @@ export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Gri
     }
   }
 
-  return { signals, explanations, grids, roots, windowRoots, spanCount: spans.length, truncated };
+  return { signals, explanations, grids, onsets, roots, windowRoots, spanCount: spans.length, truncated };
 }
 
 interface RateTotals {

@@ -52,6 +52,7 @@ export function buildContext(
   candidates: Candidate[],
   windowRoots: RootSpan[],
   events: EventAnalysis,
+  changes: ChangeEvent[],
 ): AnalysisContext {
   const focus = [...new Set([...candidates.slice(0, CONTEXT_LIMITS.componentsForLogs).map((c) => c.component), ...(symptom.component ? [symptom.component] : [])])];
 
@@ -71,7 +72,7 @@ export function buildContext(
     recent_logs: recentLogs,
     affected_threads: affectedThreads(queries, focus, windowRoots),
     mcp_status: mcpStatus(queries, symptom, events),
-    changes: events.changes.slice(0, CONTEXT_LIMITS.changes).map((c: ChangeEvent) => contextEvent(c)),
+    changes: changes.slice(0, CONTEXT_LIMITS.changes).map(contextEvent),
     signatures: [...events.signatures]
       .sort((a, b) => Number(b.is_new) - Number(a.is_new) || b.window_count - a.window_count)
       .slice(0, CONTEXT_LIMITS.signatures)

@@ -17,23 +17,21 @@ import type { Signal, SignatureSummary, Symptom } from './types.js';
 export const CHANGE_KINDS = ['config', 'deploy', 'policy', 'directive', 'rollback', 'restart', 'release', 'feature_flag', 'migration'] as const;
 /** How long before the symptom's start a change still counts as "just before". */
 export const CHANGE_LOOKBACK_MS = 60 * 60_000;
-/** Changes a little after the given start still count: a start read off a chart is rarely exact. */
+/**
+ * Changes up to this long after the symptom's onset are listed (a start read off a chart is rarely
+ * exact), and ranking decides how much each counts.
+ */
 const CHANGE_GRACE_MS = 5 * 60_000;
-/** A change this long before the onset weighs half as much as one right at it. */
-const CHANGE_HALF_LIFE_MS = 20 * 60_000;
 const MAX_SIGNATURES_PER_COMPONENT = 3;
 const MAX_ERROR_EVENTS = 50_000;
 const MAX_CHANGES = 200;
 
-export interface ChangeEvent extends StoredEvent {
-  /** 0..1: 1 at the onset, halving every 20 minutes before it. */
-  recency: number;
-}
+/** A change (config, deploy, policy, directive run, settings change) near the symptom's onset. */
+export type ChangeEvent = StoredEvent;
 
 export interface EventAnalysis {
   signals: Signal[];
   signatures: SignatureSummary[];
-  changes: ChangeEvent[];
   /** Disconnects per component in the window. */
   disconnects: Map<string, number>;
   /** Denial ratio per bucket for components that make permission decisions. */
@@ -197,7 +195,6 @@ export function eventSignals(queries: ExplainQueries, symptom: Symptom, grid: Gr
   return {
     signals,
     signatures,
-    changes: changesBefore(queries, symptom),
     disconnects,
     denialGrids,
     disconnectGrids,
@@ -211,10 +208,13 @@ export function isDisconnect(e: StoredEvent): boolean {
   return state === 'disconnected' || (state === undefined && /disconnect/i.test(e.message));
 }
 
-/** Changes from an hour before the symptom's start to a few minutes after it, newest first. */
-export function changesBefore(queries: ExplainQueries, symptom: Symptom): ChangeEvent[] {
+/**
+ * Changes from an hour before the symptom's start to a few minutes after its onset (the start, or
+ * later when the symptom's own signal began moving later), newest first.
+ */
+export function changesBefore(queries: ExplainQueries, symptom: Symptom, onset: number = symptom.start): ChangeEvent[] {
   const from = symptom.start - CHANGE_LOOKBACK_MS;
-  const to = Math.min(symptom.end, symptom.start + CHANGE_GRACE_MS);
+  const to = Math.min(symptom.end, Math.max(symptom.start, onset) + CHANGE_GRACE_MS);
   const events: StoredEvent[] = queries.eventsOfKinds(CHANGE_KINDS, from, to, MAX_CHANGES);
   for (const run of queries.directiveRuns(from, to, MAX_CHANGES)) {
     const target = run.inputs.component;
@@ -241,9 +241,7 @@ export function changesBefore(queries: ExplainQueries, symptom: Symptom): Change
       });
     }
   }
-  return events
-    .map((e) => ({ ...e, recency: Math.pow(0.5, Math.max(0, symptom.start - e.ts) / CHANGE_HALF_LIFE_MS) }))
-    .sort((a, b) => b.ts - a.ts);
+  return events.sort((a, b) => b.ts - a.ts);
 }
 
 /** A per-component setting (a record) names the components whose entry changed; any other names Kiwi. */

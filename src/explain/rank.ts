@@ -1,8 +1,10 @@
 /**
  * From signals to ranked candidates. A component's strength is its strongest signal, raised a
  * little by other kinds of evidence that agree (a latency rise and a new error signature), by
- * callers whose change it explains (call graph), and by a change made to it just before the
- * onset. A component whose move started clearly after another's is more likely an effect.
+ * callers whose change it explains (call graph) on the way to the symptom's component, and by a
+ * change made to it just before the symptom's onset. A component whose move started clearly
+ * after another's, or after the symptom's, is more likely an effect; a change made after the
+ * symptom's onset is not its cause.
  */
 import { pearson } from '../stats/shift.js';
 import { iso } from '../time.js';
@@ -19,12 +21,14 @@ const EXPLAINS_WEIGHT = 0.5;
 /** A change right at the onset raises a moved component by half, and alone is worth a just-moved signal. */
 const CHANGE_GAIN = 0.5;
 const CHANGE_ALONE = MOVED_Z;
+/** A change this long before the symptom's onset weighs half as much as one right at it. */
+const CHANGE_HALF_LIFE_MS = 20 * 60_000;
 /** Moving this many buckets after the first mover marks a likely effect. */
 const LATE_BUCKETS = 2;
 const LATE_FACTOR = 0.8;
 /**
  * When the symptom names its component, another component that started moving clearly after the
- * symptom began is an effect, or unrelated. (With a start time alone, every component is a
+ * symptom's onset is an effect, or unrelated. (With a start time alone, every component is a
  * candidate for the symptom, and a slow trend's detected onset lags: the first-mover rule applies.)
  */
 const AFTER_SYMPTOM_FACTOR = 0.5;
@@ -32,9 +36,10 @@ const AFTER_SYMPTOM_FACTOR = 0.5;
 const SCORE_SCALE = 8;
 const SIGNALS_SHOWN = 5;
 /**
- * Weight of a signal that cannot explain the symptom's kind (a latency move elsewhere, for an
- * error spike), unless it is on the symptom's own component. Several incidents can overlap: the
- * largest move in the system is not the cause of every symptom.
+ * Weight of a signal that cannot explain the symptom (a latency move elsewhere, for an error
+ * spike; a traced component the symptom's trace does not lead to), unless it is on the symptom's
+ * own component. Several incidents can overlap: the largest move in the system is not the cause of
+ * every symptom.
  */
 const UNRELATED_KIND = 0.25;
 const RELATED_KINDS: Record<string, readonly SignalKind[]> = {
@@ -50,6 +55,58 @@ function relatedKinds(symptom: Symptom): readonly SignalKind[] | null {
   if (symptom.metric === null) return null;
   return RELATED_KINDS[symptom.metric] ?? ['metric', 'change'];
 }
+
+/**
+ * When the symptom began, as its own evidence shows: the earliest of when its own series rose
+ * (`measured`: the component's failure rate or latency, for those symptoms) and the onsets of the
+ * moves of the symptom's component that can explain its kind; the given start when it names no
+ * component or none of these moved. A start given by a detector or read off a chart can be early:
+ * causes come before the onset, and a change made after it is not one.
+ */
+export function symptomOnset(symptom: Symptom, signals: readonly Signal[], measured: number | null = null): number {
+  if (symptom.component === null) return symptom.start;
+  const related = relatedKinds(symptom);
+  let onset = measured ?? Infinity;
+  for (const s of signals) {
+    if (s.component !== symptom.component || s.onset === null || s.strength < MOVED_Z) continue;
+    if (related !== null && !related.includes(s.kind)) continue;
+    onset = Math.min(onset, s.onset);
+  }
+  return Number.isFinite(onset) ? Math.max(symptom.start, onset) : symptom.start;
+}
+
+/**
+ * How much a change counts as a cause of a symptom that began at `onset`: 1 right at it, halving
+ * every 20 minutes before it. After it, only the grid's timing resolution: a change made x after
+ * an onset known to a bucket precedes it with probability 1 − x/bucket, and none later does.
+ */
+function changeWeight(ts: number, onset: number, bucketMs: number): number {
+  if (ts <= onset) return Math.pow(0.5, (onset - ts) / CHANGE_HALF_LIFE_MS);
+  return Math.max(0, 1 - (ts - onset) / bucketMs);
+}
+
+/**
+ * The call-graph explanations that bear on the symptom: with a named component, those whose
+ * caller is that component or (transitively) a callee that explains its change. A component that
+ * explains another component's errors is not thereby a cause of this one's. Without a component,
+ * every explanation.
+ */
+function explanationsReaching(symptom: Symptom, explanations: readonly Explanation[]): Set<Explanation> {
+  if (symptom.component === null) return new Set(explanations);
+  const reached = new Set([symptom.component]);
+  const kept = new Set<Explanation>();
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const e of explanations) {
+      if (kept.has(e) || !reached.has(e.caller)) continue;
+      kept.add(e);
+      reached.add(e.callee);
+      grew = true;
+    }
+  }
+  return kept;
+}
+
 const CHANGES_SHOWN = 5;
 
 export interface RankInput {
@@ -59,6 +116,15 @@ export interface RankInput {
   explanations: Explanation[];
   changes: ChangeEvent[];
   symptomGrid: Float64Array | null;
+  /** Components in the call graph: with spans, or where failures of spans started. */
+  traced: ReadonlySet<string>;
+  /**
+   * When the symptom's own failure rate or latency rose, for such a symptom of a component in
+   * the call graph: a change the call graph traces to where it started. Null otherwise.
+   */
+  measuredOnset: number | null;
+  /** When the symptom began (`symptomOnset`). */
+  onset: number;
 }
 
 export interface RankedCandidate extends Candidate {
@@ -72,6 +138,8 @@ interface Draft {
   strength: number;
   changes: ChangeEvent[];
   explains: Explanation[];
+  /** The explanations that bear on the symptom (see explanationsReaching). */
+  counted: Explanation[];
   explainedBy: Explanation[];
 }
 
@@ -81,22 +149,36 @@ export function rankCandidates(input: RankInput): RankedCandidate[] {
   const draft = (component: string): Draft => {
     let d = drafts.get(component);
     if (!d) {
-      d = { component, signals: [], primary: null, strength: 0, changes: [], explains: [], explainedBy: [] };
+      d = { component, signals: [], primary: null, strength: 0, changes: [], explains: [], counted: [], explainedBy: [] };
       drafts.set(component, d);
     }
     return d;
   };
   const related = relatedKinds(symptom);
+  const reaching = explanationsReaching(symptom, input.explanations);
+  const reached = new Set([symptom.component, ...[...reaching].map((e) => e.callee)]);
+  // When the symptom's failures or latency rose, the call graph shows where that came from (where
+  // each failure started, the time spent in each callee): a component in the graph that it does not
+  // lead to did not cause it, however much it moved. Components outside the graph (metrics only)
+  // keep their weight: the graph says nothing about them.
+  const traced = input.measuredOnset !== null;
+  const unrelated = new Set<Signal>();
   for (const s of input.signals) {
     if (!(s.strength > 0)) continue;
-    const relevant = related === null || related.includes(s.kind) || s.component === symptom.component;
-    draft(s.component).signals.push(relevant ? s : { ...s, strength: s.strength * UNRELATED_KIND });
+    const kindRelated = related === null || related.includes(s.kind);
+    const cutOff = traced && input.traced.has(s.component) && !reached.has(s.component);
+    const relevant = s.component === symptom.component || (kindRelated && !cutOff);
+    const weighted = relevant ? s : { ...s, strength: s.strength * UNRELATED_KIND };
+    if (!relevant) unrelated.add(weighted);
+    draft(s.component).signals.push(weighted);
   }
   for (const c of input.changes) draft(c.component).changes.push(c);
   for (const e of input.explanations) {
     draft(e.callee).explains.push(e);
+    if (reaching.has(e)) draft(e.callee).counted.push(e);
     draft(e.caller).explainedBy.push(e);
   }
+  const { onset } = input;
 
   for (const d of drafts.values()) {
     d.signals.sort((a, b) => b.strength - a.strength);
@@ -111,13 +193,13 @@ export function rankCandidates(input: RankInput): RankedCandidate[] {
       strength += CORROBORATION * s.strength;
       corroborating++;
     }
-    for (const e of d.explains) strength += EXPLAINS_WEIGHT * e.share * strengthOf(e.caller_z);
+    for (const e of d.counted) strength += EXPLAINS_WEIGHT * e.share * strengthOf(e.caller_z);
     d.strength = strength;
   }
 
-  // effects come after causes: find the first mover among those that moved
+  // effects come after causes: find the first mover among those whose move could explain the symptom
   const onsets = [...drafts.values()]
-    .filter((d) => d.primary?.onset != null && d.strength >= MOVED_Z)
+    .filter((d) => d.primary?.onset != null && !unrelated.has(d.primary) && d.strength >= MOVED_Z)
     .map((d) => d.primary!.onset!);
   const firstOnset = onsets.length ? Math.min(...onsets) : null;
 
@@ -125,12 +207,12 @@ export function rankCandidates(input: RankInput): RankedCandidate[] {
     if (firstOnset !== null && d.primary?.onset != null && d.primary.onset > firstOnset + LATE_BUCKETS * grid.bucketMs) {
       d.strength *= LATE_FACTOR;
     }
-    const afterSymptom = d.primary?.onset != null && d.primary.onset > symptom.start + LATE_BUCKETS * grid.bucketMs;
+    const afterSymptom = d.primary?.onset != null && d.primary.onset > onset + LATE_BUCKETS * grid.bucketMs;
     if (symptom.component !== null && d.component !== symptom.component && afterSymptom) {
       d.strength *= AFTER_SYMPTOM_FACTOR;
     }
-    const recency = Math.max(0, ...d.changes.map((c) => c.recency));
-    if (recency > 0) d.strength += recency * (CHANGE_GAIN * d.strength + CHANGE_ALONE);
+    const weight = Math.max(0, ...d.changes.map((c) => changeWeight(c.ts, onset, grid.bucketMs)));
+    if (weight > 0) d.strength += weight * (CHANGE_GAIN * d.strength + CHANGE_ALONE);
   }
 
   const ranked = [...drafts.values()].filter((d) => d.strength > 0).sort((a, b) => b.strength - a.strength || a.component.localeCompare(b.component));
@@ -167,7 +249,7 @@ function evidenceOf(d: Draft, symptom: Symptom, grid: Grid, symptomGrid: Float64
   const parts: string[] = [];
   if (p) parts.push(p.detail);
   if (changes[0]) parts.push(`${changes[0].kind} ${changes[0].minutes_before_symptom} min before the symptom: ${changes[0].message}`);
-  for (const e of d.explains.slice(0, 2)) parts.push(`explains ${e.caller}'s ${e.what}: ${e.detail}`);
+  for (const e of d.counted.slice(0, 2)) parts.push(`explains ${e.caller}'s ${e.what}: ${e.detail}`);
   return {
     summary: parts.join('; ') || 'no signal',
     deviation: p
