@@ -51,9 +51,9 @@ describe('SelfTelemetry', () => {
     expect(spans()).toBe(1);
 
     const patient = new SelfTelemetry(store, 60_000, 3_600_000);
-    for (let i = 0; i < 999; i++) patient.recordOperation(call); // two records each: 1,998 buffered
+    for (let i = 0; i < 999; i++) patient.recordOperation(call);
     expect(spans()).toBe(1);
-    patient.recordOperation(call); // the 2,000th record
+    patient.recordOperation(call); // the 1,000th call
     expect(spans()).toBe(1001);
     patient.stop();
     store.close();

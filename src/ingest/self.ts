@@ -39,13 +39,18 @@ export interface OperationObservation {
   sessionId?: string;
 }
 
-/** Records buffered before a write is forced, whatever the flush delay. */
-const MAX_BUFFERED = 2_000;
+/** Calls and samples buffered before a write is forced, whatever the flush delay. */
+const MAX_BUFFERED = 1_000;
 
 export class SelfTelemetry {
   private timer: NodeJS.Timeout | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
-  private buffered: TelemetryRecord[] = [];
+  /**
+   * Calls are kept as their observations and turned into records when written: one small object
+   * a call survives the young-generation collections until the flush, not the eight of its records.
+   */
+  private operations: OperationObservation[] = [];
+  private samples: TelemetryRecord[] = [];
   private stopped = false;
   /** Last timestamp written per per-call series: a point is one value per millisecond, so calls ending together get the next one. */
   private readonly lastPointTs = new Map<string, number>();
@@ -82,9 +87,11 @@ export class SelfTelemetry {
   flush(): void {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
-    if (this.buffered.length === 0) return;
-    const records = this.buffered;
-    this.buffered = [];
+    if (this.operations.length === 0 && this.samples.length === 0) return;
+    const records = this.samples;
+    for (const op of this.operations) this.appendOperationRecords(op, records);
+    this.operations = [];
+    this.samples = [];
     try {
       this.store.writeRecords(records);
     } catch (err) {
@@ -94,6 +101,12 @@ export class SelfTelemetry {
   }
 
   recordOperation(op: OperationObservation): void {
+    this.operations.push(op);
+    this.buffer();
+  }
+
+  /** A span and a duration point for the call, and on failure an error point and event. */
+  private appendOperationRecords(op: OperationObservation, records: TelemetryRecord[]): void {
     const finished = Math.round(op.start + op.durationMs);
     const labels: Record<string, string> = { 'mcp.method.name': op.method };
     if (op.tool) labels['gen_ai.tool.name'] = op.tool;
@@ -101,7 +114,7 @@ export class SelfTelemetry {
     if (op.sessionId) attrs['mcp.session.id'] = op.sessionId;
     if (op.errorType) attrs['error.type'] = op.errorType;
     const traceId = this.ids.timeOrdered(op.start);
-    const records: TelemetryRecord[] = [
+    records.push(
       {
         type: 'span',
         trace_id: traceId,
@@ -122,7 +135,7 @@ export class SelfTelemetry {
         component: SELF_COMPONENT,
         labels: sortKeys(labels),
       },
-    ];
+    );
     if (op.outcome === 'error') {
       records.push(
         {
@@ -144,7 +157,6 @@ export class SelfTelemetry {
         },
       );
     }
-    this.write(records);
   }
 
   private uniqueTs(series: string, ts: number): number {
@@ -177,12 +189,13 @@ export class SelfTelemetry {
       );
       this.loopDelay.reset();
     }
-    this.write(records);
+    for (const record of records) this.samples.push(record);
+    this.buffer();
   }
 
-  private write(records: TelemetryRecord[]): void {
-    for (const record of records) this.buffered.push(record);
-    if (this.stopped || this.flushMs === 0 || this.buffered.length >= MAX_BUFFERED) return this.flush();
+  /** Writes now, or makes sure a write comes within the flush delay. */
+  private buffer(): void {
+    if (this.stopped || this.flushMs === 0 || this.operations.length + this.samples.length >= MAX_BUFFERED) return this.flush();
     if (!this.flushTimer) {
       this.flushTimer = setTimeout(() => this.flush(), this.flushMs);
       // A host that exits without closing Kiwi loses at most this buffer, never its own exit.
