@@ -337,7 +337,7 @@ describe('incidents', () => {
     expect(pAfter).toBeGreaterThan(1.2 * pBefore);
   });
 
-  it('error_spike: deploy on agent-coder, then a new signature and ~25% thread errors', () => {
+  it('error_spike: deploy on agent-coder, then a new signature and ~31% thread errors', () => {
     const inc = incident(truth, 'error_spike');
     const deploy = eventsOf(records, 'deploy').filter((e) => e.component === 'agent-coder' && e.ts === inc.start_ms);
     expect(deploy).toHaveLength(1);
@@ -348,7 +348,7 @@ describe('incidents', () => {
     const after = errorRate(coder.filter((s) => s.start >= inc.details.effect_start_ms));
     expect(after).toBeGreaterThanOrEqual(10 * before);
     expect(after).toBeGreaterThan(0.15);
-    expect(after).toBeLessThan(0.4);
+    expect(after).toBeLessThan(0.5);
 
     const isNew = (e: EventRecord): boolean => e.message.includes("(reading 'hunks') in apply_patch for PR #");
     const signature = eventsOf(records, 'error').filter(isNew);

@@ -94,7 +94,7 @@ const DAY = 86_400_000;
 /** The delay between an incident's cause (config change, deploy, policy change) and its effect. */
 export const EFFECT_DELAY_MS = MINUTE;
 export const LATENCY_FACTOR = 5;
-export const ERROR_SPIKE_PROBABILITY = 0.24;
+export const ERROR_SPIKE_PROBABILITY = 0.3;
 export const PERMISSION_SPIKE_PROBABILITY = 0.85;
 export const LEAK_RATE_MIB_PER_HOUR = { min: 40, max: 80 } as const;
 
