@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { scoreCsvFile } from '../src/detect/csv.js';
 import { detectAnomalies } from '../src/detect/service.js';
-import { INCIDENT_TYPES, writeScenario } from '../src/generate/index.js';
+import { EXPECTED_ANOMALY, INCIDENT_TYPES, type IncidentType, writeScenario } from '../src/generate/index.js';
 import { ingestFile } from '../src/ingest/ingest.js';
 import { seededNormal } from '../src/stats/random.js';
 import { Store } from '../src/store/store.js';
@@ -28,13 +28,8 @@ const SERIES = 100;
 const STEP = 10_000;
 const dir = mkdtempSync(join(tmpdir(), 'kiwi-bench-detect-'));
 
-const EXPECTED: Record<(typeof INCIDENT_TYPES)[number], string> = {
-  latency_spike: 'latency_spike|mcp-search',
-  error_spike: 'error_spike|agent-coder',
-  permission_spike: 'permission_spike|policy',
-  memory_leak: 'memory_leak|worker',
-  flaky_connection: 'connection_instability|mcp-github',
-};
+/** `type|component` of the anomaly an injected incident must raise. */
+const expected = (incident: IncidentType): string => `${EXPECTED_ANOMALY[incident].type}|${EXPECTED_ANOMALY[incident].component}`;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -184,7 +179,7 @@ async function main(): Promise<void> {
     const store = await scenarioStore(`incidents-${seed}`, 2, seed, true);
     const found = new Set(detectAnomalies(store, { now: END }).anomalies.map((a) => `${a.type}|${a.component}`));
     for (const type of INCIDENT_TYPES) {
-      if (found.has(EXPECTED[type])) hits++;
+      if (found.has(expected(type))) hits++;
       else misses.push(`${type} (seed ${seed})`);
     }
     store.close();

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { connectionDropProbability, connectionHistory } from '../src/forecast/connection.js';
 import { latencyBuckets, LATENCY_MODEL, SpikeForecaster } from '../src/forecast/latency.js';
 import { forecastMemory } from '../src/forecast/memory.js';
-import { generateRecords, parseIncidentList, scenarioTruth, WORKER_MEMORY_LIMIT_BYTES, type ScenarioOptions } from '../src/generate/index.js';
+import { generatedSeries, generateRecords, parseIncidentList, scenarioTruth, WORKER_MEMORY_LIMIT_BYTES, type ScenarioOptions } from '../src/generate/index.js';
 import type { EventRecord } from '../src/ingest/records.js';
 import { quantile } from '../src/stats/robust.js';
 import { seasonalNaiveForecast } from '../src/stats/seasonal-forecast.js';
@@ -184,15 +184,7 @@ interface OomCase {
 }
 
 function workerMemory(options: ScenarioOptions): { ts: number[]; values: number[] } {
-  const ts: number[] = [];
-  const values: number[] = [];
-  for (const r of generateRecords(options)) {
-    if (r.type === 'metric' && r.name === 'process.memory.usage' && r.component === 'worker') {
-      ts.push(r.ts);
-      values.push(r.value);
-    }
-  }
-  return { ts, values };
+  return generatedSeries(options, 'process.memory.usage', 'worker');
 }
 
 function oomCase(label: string, series: { ts: number[]; values: number[] }, truthHours: number | null): OomCase {

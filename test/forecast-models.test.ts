@@ -8,7 +8,7 @@ import { forecastLatency, latencyBuckets } from '../src/forecast/latency.js';
 import { forecastMemory } from '../src/forecast/memory.js';
 import { crc32 } from '../src/forecast/png.js';
 import type { ChartSpec } from '../src/forecast/types.js';
-import { generateRecords, parseIncidentList, scenarioTruth, WORKER_MEMORY_LIMIT_BYTES } from '../src/generate/index.js';
+import { generatedSeries, parseIncidentList, scenarioTruth, WORKER_MEMORY_LIMIT_BYTES } from '../src/generate/index.js';
 import { hingeStart, levelShifts, theilSenInterval, windowMinima } from '../src/stats/envelope.js';
 import { seededNormal, seededRandom } from '../src/stats/random.js';
 import { kernelExceedance, SeasonalMedianForecaster } from '../src/stats/seasonal-forecast.js';
@@ -267,14 +267,7 @@ describe('memory forecast', () => {
 
   it('forecasts a generated leak at the end time whose last hourly minimum was read as a restart (seed 4, 05:04)', () => {
     const options = { days: 2, seed: 4, end: Date.parse('2026-11-21T05:04:00Z'), incidents: parseIncidentList('memory_leak@-6h,flaky_connection@-6h') };
-    const ts: number[] = [];
-    const values: number[] = [];
-    for (const r of generateRecords(options)) {
-      if (r.type === 'metric' && r.name === 'process.memory.usage' && r.component === 'worker') {
-        ts.push(r.ts);
-        values.push(r.value);
-      }
-    }
+    const { ts, values } = generatedSeries(options, 'process.memory.usage', 'worker');
     const truth = (scenarioTruth(options).incidents.find((i) => i.type === 'memory_leak')!.details as { hours_to_oom_after_end: number }).hours_to_oom_after_end;
     const { forecast } = forecastMemory({ component: 'worker', ts, values, limitBytes: WORKER_MEMORY_LIMIT_BYTES, limitSource: 'setting', horizonHours: 24 });
     expect(forecast.status).toBe('ok');

@@ -16,6 +16,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import {
   DEFAULT_OFFSETS_MS,
+  EXPECTED_ANOMALY,
   generateRecords,
   INCIDENT_TYPES,
   offsetPlacing,
@@ -39,15 +40,6 @@ export interface DemoOptions {
   maxLines?: number;
   out?: (text: string) => void;
 }
-
-/** Which check must fire, on which component, for each injected incident. */
-export const EXPECTED_ANOMALY: Record<IncidentType, { type: string; component: string }> = {
-  latency_spike: { type: 'latency_spike', component: 'mcp-search' },
-  error_spike: { type: 'error_spike', component: 'agent-coder' },
-  permission_spike: { type: 'permission_spike', component: 'policy' },
-  memory_leak: { type: 'memory_leak', component: 'worker' },
-  flaky_connection: { type: 'connection_instability', component: 'mcp-github' },
-};
 
 export interface DemoOutcome {
   truth: ScenarioTruth;

@@ -46,6 +46,19 @@ export function* generateRecords(options: ScenarioOptions): Generator<TelemetryR
   yield* new Simulation(buildPlan(options)).run();
 }
 
+/** One metric series of a scenario, in time order: what a store would hold for it. */
+export function generatedSeries(options: ScenarioOptions, name: string, component: string): { ts: number[]; values: number[] } {
+  const ts: number[] = [];
+  const values: number[] = [];
+  for (const r of generateRecords(options)) {
+    if (r.type === 'metric' && r.name === name && r.component === component) {
+      ts.push(r.ts);
+      values.push(r.value);
+    }
+  }
+  return { ts, values };
+}
+
 function timeOf(record: TelemetryRecord): number {
   return record.type === 'span' ? record.start : record.ts;
 }

@@ -4,6 +4,15 @@ import { parseDuration } from '../time.js';
 export const INCIDENT_TYPES = ['latency_spike', 'error_spike', 'permission_spike', 'memory_leak', 'flaky_connection'] as const;
 export type IncidentType = (typeof INCIDENT_TYPES)[number];
 
+/** Which detection check must fire, on which component, for each injected incident. */
+export const EXPECTED_ANOMALY: Readonly<Record<IncidentType, { type: string; component: string }>> = {
+  latency_spike: { type: 'latency_spike', component: 'mcp-search' },
+  error_spike: { type: 'error_spike', component: 'agent-coder' },
+  permission_spike: { type: 'permission_spike', component: 'policy' },
+  memory_leak: { type: 'memory_leak', component: 'worker' },
+  flaky_connection: { type: 'connection_instability', component: 'mcp-github' },
+};
+
 export interface IncidentSpec {
   type: IncidentType;
   /** Start relative to the scenario end, in ms (negative). Absent: the type's default. */

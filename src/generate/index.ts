@@ -1,7 +1,7 @@
 /** Deterministic scenario generator: realistic agent-platform telemetry with injected incidents. */
-export { INCIDENT_TYPES, DEFAULT_OFFSETS_MS, parseIncidentList, parseOffset, type IncidentSpec, type IncidentType } from './incidents.js';
+export { EXPECTED_ANOMALY, INCIDENT_TYPES, DEFAULT_OFFSETS_MS, parseIncidentList, parseOffset, type IncidentSpec, type IncidentType } from './incidents.js';
 export { EFFECT_DELAY_MS, offsetPlacing, type ScenarioOptions } from './plan.js';
-export { generateRecords } from './generator.js';
+export { generatedSeries, generateRecords } from './generator.js';
 export { scenarioTruth, type IncidentTruth, type RootCauseKind, type ScenarioTruth, type TruthEvent } from './truth.js';
 export { loadScenario, recordToJsonLine, truthPathFor, writeScenario } from './write.js';
 export {
