@@ -9,23 +9,15 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_BATCH_SIZE } from '../src/ingest/ingest.js';
 import { Store } from '../src/store/store.js';
-import { runCli, startCli, waitForExit, startListening } from './helpers/cli.js';
+import { killedAfterEachTest, runCli, startCli, waitForExit, startListening } from './helpers/cli.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-crash-');
 
-const children: ChildProcess[] = [];
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await waitForExit(child);
-    }
-  }
-});
+const children = killedAfterEachTest();
 
 const MINUTE = 60_000;
 /** Recent enough that a server's retention pass at start-up leaves every point alone. */

@@ -11,7 +11,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Store } from '../src/store/store.js';
-import { startCli, waitForExit, startListening } from './helpers/cli.js';
+import { killedAfterEachTest, startCli, waitForExit, startListening } from './helpers/cli.js';
 import { pollUntil } from './helpers/poll.js';
 import { useTempDir } from './helpers/tmp.js';
 
@@ -20,17 +20,12 @@ const TOOL_NAMES = ['ingest_telemetry', 'list_series', 'query_metrics', 'search_
 
 // ------------------------------------------------------------------ helpers
 
-const children: ChildProcess[] = [];
+const children = killedAfterEachTest();
 const clients: Client[] = [];
 
+// Registered after the children's hook, so it runs before it: clients close while their servers live.
 afterEach(async () => {
   for (const client of clients.splice(0)) await client.close().catch(() => undefined);
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await waitForExit(child);
-    }
-  }
 });
 
 interface Served {

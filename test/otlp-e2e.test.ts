@@ -24,25 +24,17 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import Database from 'better-sqlite3';
 import protobuf from 'protobufjs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeRequestFromJson } from '../src/ingest/otlp/proto.js';
 import { Store } from '../src/store/store.js';
-import { startListening, waitForExit } from './helpers/cli.js';
+import { killedAfterEachTest, startListening } from './helpers/cli.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-otlp-e2e-');
 
 // ------------------------------------------------------------------ processes
 
-const children: ChildProcess[] = [];
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await waitForExit(child);
-    }
-  }
-});
+const children = killedAfterEachTest();
 
 interface Served {
   child: ChildProcess;

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { afterEach } from 'vitest';
 
 /** The built CLI: end-to-end tests run what a user runs (`npm test` builds first). */
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
@@ -83,4 +84,18 @@ export function startListening(args: string[], env: NodeJS.ProcessEnv = {}): Pro
     });
     child.once('exit', (code, signal) => fail(`kiwi exited (${code ?? signal}) before listening`));
   });
+}
+
+/** Children a test file starts; any still running after a test is killed, so none outlives it. */
+export function killedAfterEachTest(): ChildProcess[] {
+  const children: ChildProcess[] = [];
+  afterEach(async () => {
+    for (const child of children.splice(0)) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await waitForExit(child);
+      }
+    }
+  });
+  return children;
 }
