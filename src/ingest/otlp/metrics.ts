@@ -219,6 +219,11 @@ interface Interval {
   max: number | null;
 }
 
+/** What a cumulative count and sum added since the previous report (min and max are not known for it). */
+function intervalSince(count: number, sum: number | null, previous: { count: number; sum: number | null }): Interval {
+  return { count: count - previous.count, sum: sum !== null && previous.sum !== null ? sum - previous.sum : null, buckets: [], min: null, max: null };
+}
+
 function pushDistribution(name: string, t: PointTimes, interval: Interval, ctx: Context): void {
   push(ctx, `${name}.count`, t.ts, interval.count, t.labels);
   if (interval.sum !== null && Number.isFinite(interval.sum)) push(ctx, `${name}.sum`, t.ts, interval.sum, t.labels);
@@ -272,13 +277,7 @@ function mapHistogramPoint(name: string, p: HistogramDataPoint, cumulative: bool
       const subtracted = sameBounds ? subtractCounts(counts, previous.counts) : null;
       if (subtracted && (counts.length > 0 || previous.counts.length === 0)) {
         deltaCounts = subtracted;
-        interval = {
-          count: count - previous.count,
-          sum: sum !== null && previous.sum !== null ? sum - previous.sum : null,
-          buckets: [],
-          min: null,
-          max: null,
-        };
+        interval = intervalSince(count, sum, previous);
       }
     }
   }
@@ -331,13 +330,7 @@ function mapExponentialPoint(name: string, p: ExponentialHistogramDataPoint, cum
         negative = neg;
         zeroCount = zero;
         intervalScale = common;
-        interval = {
-          count: count - previous.count,
-          sum: sum !== null && previous.sum !== null ? sum - previous.sum : null,
-          buckets: [],
-          min: null,
-          max: null,
-        };
+        interval = intervalSince(count, sum, previous);
       }
     }
   }
