@@ -424,7 +424,17 @@ export class Store {
     // A page past the end has no row to carry the count.
     const total = rows[0]?.total ?? this.findSeries(filter, 0).total;
     return {
-      series: rows.map(({ total: _total, labels, ...row }) => ({ ...row, labels: JSON.parse(labels) as Labels })),
+      // Written out rather than rest-and-spread: V8 copies a rest pattern property by property, a
+      // third of this read's JavaScript time.
+      series: rows.map((row) => ({
+        id: row.id,
+        name: row.name,
+        component: row.component,
+        labels: JSON.parse(row.labels) as Labels,
+        first_ts: row.first_ts,
+        last_ts: row.last_ts,
+        last_value: row.last_value,
+      })),
       total,
     };
   }

@@ -141,11 +141,14 @@ export function registerTelemetryTools(server: McpServer, store: Store): void {
     LIST_SERIES_TOOL,
     async ({ name, name_prefix, component, limit, offset }) => {
       const { series, total } = store.listSeries({ name, name_prefix, component }, limit, offset);
-      const rows = series.map(({ first_ts, last_ts, last_value, ...s }) => ({
-        ...s,
-        first: first_ts === null ? null : iso(first_ts),
-        last: last_ts === null ? null : iso(last_ts),
-        last_value: round(last_value),
+      const rows = series.map((s) => ({
+        id: s.id,
+        name: s.name,
+        component: s.component,
+        labels: s.labels,
+        first: s.first_ts === null ? null : iso(s.first_ts),
+        last: s.last_ts === null ? null : iso(s.last_ts),
+        last_value: round(s.last_value),
       }));
       const next = offset + rows.length < total ? offset + rows.length : null;
       const text = [
