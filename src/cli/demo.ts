@@ -236,9 +236,7 @@ export async function runDemo(options: DemoOptions): Promise<{ code: number; out
     // healed: what was found at first and is no longer open (resolved by the directive or by detection)
     const resolved = detected.filter((a) => !openIds.has(a.id)).map((a) => `${a.type}|${a.component}`);
 
-    // 6. Kiwi about Kiwi: this very session is in its own telemetry, which Kiwi writes in batches
-    // at most telemetry.self_flush_ms after each call (an agent's next turn is seconds away; a script's is not)
-    await new Promise((resolve) => setTimeout(resolve, readSetting(store, 'telemetry.self_flush_ms') + 50));
+    // 6. Kiwi about Kiwi: this very session is in its own telemetry (the health tool writes Kiwi's buffered calls first)
     const health = (await call('get_system_health', { component: 'kiwi' }, 4)).structuredContent!;
     const kiwi = (health.components as { requests: { count: number } | null }[])[0];
 

@@ -32,7 +32,7 @@ export class KiwiMcpServer extends McpServer {
 
 export function createMcpServer(store: Store, telemetry: SelfTelemetry | null): KiwiMcpServer {
   const server = new KiwiMcpServer(telemetry);
-  registerTelemetryTools(server, store);
+  registerTelemetryTools(server, store, telemetry);
   registerAnomalyTools(server, store);
   registerExplainTools(server, store);
   registerForecastTools(server, store);

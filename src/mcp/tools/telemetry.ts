@@ -89,7 +89,12 @@ export const LIST_SERIES_TOOL = {
   annotations: { readOnlyHint: true, openWorldHint: false },
 };
 
-export function registerTelemetryTools(server: McpServer, store: Store): void {
+/** What the health tool needs of self-telemetry: Kiwi's buffered calls written before it reads. */
+export interface SelfTelemetryFlush {
+  flush(): void;
+}
+
+export function registerTelemetryTools(server: McpServer, store: Store, selfTelemetry: SelfTelemetryFlush | null = null): void {
   server.registerTool(
     'ingest_telemetry',
     {
@@ -344,7 +349,7 @@ export function registerTelemetryTools(server: McpServer, store: Store): void {
     {
       title: 'System health',
       description:
-        'Per component (Kiwi itself included, listed first): status, when it was last seen, request count, error rate and ' +
+        'Per component (Kiwi itself included, listed first, with every call made to it before this one): status, when it was last seen, request count, error rate and ' +
         'latency (p50/p95 of spans) over the window ending at its last data, error events, permission denials, latest memory and ' +
         `CPU, MCP connection state, and open anomalies. window_minutes defaults to 15; at most ${LIMITS.healthComponents} components.`,
       inputSchema: {
@@ -377,6 +382,8 @@ export function registerTelemetryTools(server: McpServer, store: Store): void {
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     async ({ component, window_minutes, limit }) => {
+      // Kiwi's own calls wait up to telemetry.self_flush_ms in a buffer: the health answer counts every one before it.
+      selfTelemetry?.flush();
       const health = systemHealth(store, { component, windowMinutes: window_minutes, limit });
       if (component !== undefined && health.components.length === 0) {
         throw new Error(`component: no telemetry from "${component}"`);
