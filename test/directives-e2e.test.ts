@@ -99,6 +99,11 @@ describe('directives over MCP and the command line', () => {
     expect(busy.isError).toBe(true);
     expect(text(busy)).toMatch(/already awaiting_approval for target "set_retention"/);
 
+    // a shell without the server's policy: the read-only default would deny the step, so the approval is refused, not spent
+    const unpoliced = await runCli(['directive', 'approve', waiting.id], { env: { ...env, KIWI_POLICY: '' } });
+    expect(unpoliced.code).toBe(1);
+    expect(unpoliced.stderr).toMatch(/default \(read-only\)\) does not grant agent:e2e-agent write:settings .*The run still awaits approval/);
+
     const approved = await runCli(['directive', 'approve', waiting.id], { env });
     expect(approved.stderr).toBe('');
     expect(approved.code).toBe(0);

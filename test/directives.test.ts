@@ -362,6 +362,31 @@ describe('permissions, approval, locks, idempotency and rate limits', () => {
     expect(run).toMatchObject({ status: 'succeeded', approved_by: 'agent:claude' });
   });
 
+  it('approving under a policy that would deny the steps is refused, and the run keeps waiting', async () => {
+    const s = setup();
+    s.write('d', destructive);
+    const waiting = await s.engine.run({ directive: 'd', principal: 'agent:claude', mode: 'execute' });
+    expect(waiting.status).toBe('awaiting_approval');
+    // the same store and directives, approved from a shell that was given no policy
+    const bare = new DirectiveEngine({
+      store: s.store,
+      library: new DirectiveLibrary(s.directives),
+      scriptsDir: s.scripts,
+      policy: Policy.readOnly(),
+      tools: null,
+      actionsDir: join(s.dir, 'actions'),
+    });
+    await expect(bare.approve(waiting.id, 'cli:alice')).rejects.toThrow(
+      /policy in force here \(.+\) does not grant agent:claude write:settings \(steps\[0\] settings\.set\); approve under the policy .*--policy FILE or KIWI_POLICY/,
+    );
+    expect(s.engine.getRun(waiting.id)!.status).toBe('awaiting_approval');
+    expect(readSetting(s.store, 'retention.raw_days')).toBe(30);
+    expect(s.store.listAudit(50).map((a) => a.action)).toContain('directive.approval_refused');
+    const done = await s.engine.approve(waiting.id, 'cli:alice');
+    expect(done).toMatchObject({ status: 'succeeded', approved_by: 'cli:alice' });
+    expect(readSetting(s.store, 'retention.raw_days')).toBe(9);
+  });
+
   it('self-approval is refused where the policy forbids it; reject and expiry deny by default', async () => {
     const s = setup({ policy: policy({ approval: { self_approval: false, ttl: 50 } }) });
     s.write('d', destructive);

@@ -205,7 +205,7 @@ export async function runDemo(options: DemoOptions): Promise<{ code: number; out
     const runId = String(executing.id);
     const timeoutBefore = readSetting(store, 'mcp.timeout_ms')['mcp-search'] ?? null;
 
-    out(`\n$ kiwi directive approve ${runId}     # a human operator approves at the command line`);
+    out(`\n$ kiwi directive approve ${runId}     # a human operator approves at the command line (same KIWI_POLICY as the server)`);
     const approval = runCli([...args, 'directive', 'approve', runId, '--db', db], policyPath);
     // the simulated platform reacts to Kiwi's change: its next 15 minutes run without the latency incident
     const reacted = await platformReacts(store, scenario, seenUntil, now);

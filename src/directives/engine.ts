@@ -232,13 +232,13 @@ export class DirectiveEngine {
     }
 
     const mayRun = plan.filter((p) => p.runs !== 'no');
-    const denied = mayRun.flatMap((p) => p.permissions.filter((perm) => !this.policy.granted(request.principal, perm)).map((perm) => ({ step: p, perm })));
+    const denied = this.deniedPermissions(mayRun, request.principal);
     if (denied.length) {
       for (const { step, perm } of denied) this.recordPermission('deny', request.principal, perm, step.ref, id, directive.name);
       const deniedRun: DirectiveRunRow = {
         ...base,
         status: 'denied',
-        error: `permission denied: ${[...new Set(denied.map((d) => `${d.perm} (${d.step.path} ${d.step.ref})`))].join(', ')} not granted to ${request.principal} by the policy (${this.policy.source})`,
+        error: `permission denied: ${describeDenied(denied)} not granted to ${request.principal} by the policy (${this.policy.source})`,
       };
       this.insert(deniedRun);
       this.store.appendAudit({ actor: request.principal, action: 'directive.denied', target: id, details: { directive: directive.name, error: deniedRun.error } });
@@ -264,7 +264,7 @@ export class DirectiveEngine {
         ...waiting,
         replayed: false,
         next:
-          `destructive steps (${destructive.join(', ')}) need approval: a human runs \`kiwi directive approve ${id}\` ` +
+          `destructive steps (${destructive.join(', ')}) need approval: a human runs \`kiwi directive approve ${id}\` under this policy (--policy FILE or KIWI_POLICY) ` +
           `(or \`kiwi directive reject ${id}\`) before ${new Date(waiting.expires_at!).toISOString()}, when it expires`,
       };
     }
@@ -308,6 +308,18 @@ export class DirectiveEngine {
     const replanned = this.planDirective(frame, run.requested_by ?? approver, tools);
     const sameSteps = JSON.stringify(replanned.map((p) => [p.path, p.ref, p.runs])) === JSON.stringify((run.plan as PlannedStep[]).map((p) => [p.path, p.ref, p.runs]));
     if (!sameSteps) throw new Error(`run ${runId}: the plan changed since it was requested (state or directive differs); reject it and plan again`);
+    // The steps run as the requester under the policy of the process approving; were it a
+    // different policy (a shell without --policy or KIWI_POLICY), the first step would be denied
+    // and the approved run lost. Refuse instead, and leave the run waiting.
+    const requester = run.requested_by ?? approver;
+    const denied = this.deniedPermissions(replanned.filter((p) => p.runs !== 'no'), requester);
+    if (denied.length) {
+      const reason =
+        `the policy in force here (${this.policy.source}) does not grant ${requester} ${describeDenied(denied)}; ` +
+        'approve under the policy the run was requested with (--policy FILE or KIWI_POLICY). The run still awaits approval';
+      this.store.appendAudit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason } });
+      throw new Error(`run ${runId}: ${reason}`);
+    }
     if (!this.runs.transition(runId, 'awaiting_approval', 'running', Date.now(), { approved_by: approver })) {
       throw new Error(`run ${runId}: someone else decided it first`);
     }
@@ -326,6 +338,11 @@ export class DirectiveEngine {
     }
     this.store.appendAudit({ actor: principal, action: 'directive.rejected', target: runId, details: { reason: reason ?? null } });
     return { ...this.runs.get(runId)!, replayed: false, next: null };
+  }
+
+  /** Each permission a step that may run needs and the policy does not grant `principal`. */
+  private deniedPermissions(steps: readonly PlannedStep[], principal: string): DeniedPermission[] {
+    return steps.flatMap((step) => step.permissions.filter((perm) => !this.policy.granted(principal, perm)).map((perm) => ({ step, perm })));
   }
 
   private approvalRefusal(approver: string, requester: string): string | null {
@@ -856,6 +873,15 @@ export class DirectiveEngine {
 }
 
 // ------------------------------------------------------------------ helpers
+
+interface DeniedPermission {
+  step: PlannedStep;
+  perm: Permission;
+}
+
+function describeDenied(denied: readonly DeniedPermission[]): string {
+  return [...new Set(denied.map((d) => `${d.perm} (${d.step.path} ${d.step.ref})`))].join(', ');
+}
 
 function autoName(path: string): string {
   return `step_${path.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '')}`;
