@@ -260,6 +260,22 @@ describe('detection over time', () => {
     store.close();
   });
 
+  it('a look at a past window leaves anomalies seen after it open, acknowledged ones included', () => {
+    const store = openStore(points('queue.depth', 'svc', 30, MIN, (ts) => (ts >= END - 40 * MIN ? 80 : 40) + noise()));
+    const live = detectAnomalies(store, { now: END });
+    expect(live.anomalies).toHaveLength(1);
+    const id = live.anomalies[0]!.id;
+    new AnomalyStore(store).setStatus(id, 'acknowledged', 'cli:alice');
+    // two hours back the series was quiet: that window says nothing about what came after it
+    const past = detectAnomalies(store, { now: END - 120 * MIN });
+    expect(past.anomalies).toEqual([]);
+    expect(past.resolved).toEqual([]);
+    expect(new AnomalyStore(store).get(id)!.status).toBe('acknowledged');
+    const again = detectAnomalies(store, { now: END });
+    expect(again.anomalies.map((a) => [a.id, a.new])).toEqual([[id, false]]);
+    store.close();
+  });
+
   it('learns from a false-positive mark: the same shift again is held back, a much larger one is not', () => {
     const store = openStore(shifted(END - 20 * MIN, 10));
     const anomalies = new AnomalyStore(store);

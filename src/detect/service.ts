@@ -112,11 +112,13 @@ export function detectAnomalies(store: Store, options: DetectOptions = {}): Dete
     result.checks.push({ name: check.name, examined: output.examined.length, found, ms: Math.round(performance.now() - started) });
   }
 
-  // What a check judged again and did not find any more has healed.
+  // What a check judged again and did not find any more has healed; a window that ends before an
+  // anomaly was last seen (a look at the past) says nothing about it.
   const open = anomalies.list({ statuses: ['open', 'acknowledged'], ...(options.component ? { component: options.component } : {}) }, 10_000);
   for (const anomaly of open.anomalies) {
     if (!examined.has(anomaly.fingerprint) || seen.has(anomaly.fingerprint)) continue;
     if (wanted && !wanted.has(anomaly.type)) continue;
+    if ((anomaly.end_ts ?? anomaly.start_ts) > now) continue;
     result.resolved.push(anomalies.setStatus(anomaly.id, 'resolved', options.actor ?? 'kiwi:detect', `no longer observed in the window ending ${new Date(now).toISOString()}`));
   }
 

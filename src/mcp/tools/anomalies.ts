@@ -66,7 +66,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         `0.5: p < 1e-6). At most ${LIMITS.anomalies} anomalies (limit, default 20), evidence cut at ${LIMITS.evidenceChars} characters.`,
       inputSchema: {
         lookback: z.string().default('60m').describe('Window to judge, e.g. 15m, 60m, 6h'),
-        at: z.union([z.string(), z.number()]).optional().describe('End of the window (default now): ISO 8601, epoch, or -2h'),
+        at: z.union([z.string(), z.number()]).optional().describe('End of the window (default now): ISO 8601, epoch, or -2h. A past window closes no anomaly last seen after it'),
         component: z.string().optional().describe('Judge only this component'),
         types: z.array(z.enum(ANOMALY_TYPES)).optional().describe('Run only the checks for these types'),
         sensitivity: z.number().min(0).max(1).optional().describe('0..1; default the detect.sensitivity setting (0.5: p < 1e-6; 1: p < 1e-3; 0: p < 1e-9)'),
