@@ -144,6 +144,10 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     expect(text(badCursor)).toMatch(/^cursor: /);
     const twoSources = await call('ingest_telemetry', { jsonl: '', csv: '' });
     expect(text(twoSources)).toMatch(/exactly one of records, jsonl or csv/);
+    // a name the tool does not take is refused, not dropped (the answer would silently be the default hour)
+    const unknown = await call('query_metrics', { name: 'x', start: '-2h' });
+    expect(unknown.isError).toBe(true);
+    expect(text(unknown)).toMatch(/unknown argument "start"; this tool takes name, name_prefix, component, labels, from, to,/);
     const health = await call('get_system_health', { component: 'api' });
     expect(health.isError).toBeFalsy();
   });
@@ -176,7 +180,7 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     expect(kiwi.memory_bytes).toBeGreaterThan(1e6);
     // every tool call before this one is a request Kiwi recorded about itself, errors included
     expect(kiwi.requests!.count).toBe(toolCalls - 1);
-    expect(kiwi.requests!.errors).toBe(6); // the six bad calls above
+    expect(kiwi.requests!.errors).toBe(7); // the seven bad calls above
   });
 
   it('kept stdout for the protocol alone, and logged to stderr', () => {

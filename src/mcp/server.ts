@@ -1,6 +1,9 @@
 /** Kiwi's MCP face: a server with every tool group registered, observing its own operations. */
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpServer, type RegisteredTool, type ToolCallback } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { AnySchema, ZodRawShapeCompat } from '@modelcontextprotocol/sdk/server/zod-compat.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
 import type { SelfTelemetry } from '../ingest/self.js';
 import type { Store } from '../store/store.js';
 import { InstrumentedTransport } from './instrument.js';
@@ -24,6 +27,24 @@ export class KiwiMcpServer extends McpServer {
     super(SERVER_INFO, { capabilities: { logging: {} }, instructions: INSTRUCTIONS });
   }
 
+  /** As McpServer's, but an argument the tool does not name is refused by name instead of silently dropped. */
+  override registerTool<OutputArgs extends ZodRawShapeCompat | AnySchema, InputArgs extends undefined | ZodRawShapeCompat | AnySchema = undefined>(
+    name: string,
+    config: {
+      title?: string;
+      description?: string;
+      inputSchema?: InputArgs;
+      outputSchema?: OutputArgs;
+      annotations?: ToolAnnotations;
+      _meta?: Record<string, unknown>;
+    },
+    cb: ToolCallback<InputArgs>,
+  ): RegisteredTool {
+    const input = config.inputSchema;
+    const strict = input === undefined || input instanceof z.ZodType ? input : (strictArguments(input as z.ZodRawShape) as unknown as InputArgs);
+    return super.registerTool(name, { ...config, inputSchema: strict }, cb);
+  }
+
   override async connect(transport: Transport): Promise<void> {
     const telemetry = this.telemetry;
     return super.connect(telemetry ? new InstrumentedTransport(transport, (op) => telemetry.recordOperation(op)) : transport);
@@ -39,4 +60,15 @@ export function createMcpServer(store: Store, telemetry: SelfTelemetry | null): 
   registerDirectiveTools(server, store, { createServer: () => createMcpServer(store, telemetry) });
   registerLoopPrompts(server);
   return server;
+}
+
+/** The tool's arguments, refusing unknown ones with the names it does take (a model guessing `start` for `from` learns which). */
+function strictArguments(shape: z.ZodRawShape) {
+  const known = Object.keys(shape);
+  return z.strictObject(shape, {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys'
+        ? `unknown argument${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}; this tool takes ${known.length ? known.join(', ') : 'no arguments'}`
+        : undefined,
+  });
 }
