@@ -127,7 +127,7 @@ export const commands: Record<string, Command> = {
       ['--sensitivity S', '0..1 (default: setting detect.sensitivity, 0.5)'],
       ['--json', 'print the full result as JSON'],
       ['--csv FILE', 'instead: score a CSV with a header naming timestamp and value (other columns ignored)'],
-      ['--out FILE', "with --csv: write timestamp,value,anomaly_score,anomaly (score in [0,1]; anomaly is Kiwi's own 0/1 decision)"],
+      ['--out FILE', "with --csv: write timestamp,value,anomaly_score,anomaly (score in [0,1]; anomaly is Kiwi's own 0/1 decision); - for stdout"],
     ],
     run: detect,
   },
@@ -463,8 +463,9 @@ async function detectCsv(values: Values): Promise<number> {
   const summary = await scoreCsvFile(csv, out);
   for (const error of summary.errors) process.stderr.write(`${error}\n`);
   const seconds = (performance.now() - started) / 1000;
-  process.stdout.write(
-    `${out}: ${summary.rows} rows scored, ${summary.anomalies} anomalies, ${summary.rejected} rejected ` +
+  // with --out - the scores are stdout; the summary must not land among them
+  (out === '-' ? process.stderr : process.stdout).write(
+    `${out === '-' ? 'stdout' : out}: ${summary.rows} rows scored, ${summary.anomalies} anomalies, ${summary.rejected} rejected ` +
       `(${Math.round(summary.rows / seconds).toLocaleString('en')} rows/s)\n`,
   );
   return summary.rejected > 0 ? 1 : 0;
@@ -662,6 +663,14 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (isEntryPoint(import.meta.url)) {
+  // `kiwi settings list | head -1`: a reader that stops early is not an error. (`serve` is left to
+  // its transport: there a closed stdout means the client is gone, and it shuts down cleanly.)
+  if (process.argv[2] !== 'serve') {
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    });
+  }
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

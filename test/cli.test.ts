@@ -1,8 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Store } from '../src/store/store.js';
-import { runCli } from './helpers/cli.js';
+import { runCli, startCli, waitForExit } from './helpers/cli.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir();
@@ -179,6 +180,21 @@ describe('kiwi detect --csv', () => {
       const score = Number(line.split(',')[2]);
       expect(score >= 0 && score <= 1).toBe(true);
     }
+  });
+
+  it('writes to stdout with --out -, and stops quietly when its reader goes away (as under | head)', async () => {
+    const dir = tempDir();
+    const input = join(dir, 'long.csv');
+    const start = Date.UTC(2026, 0, 1);
+    writeFileSync(input, ['timestamp,value', ...Array.from({ length: 200_000 }, (_, i) => `${new Date(start + i * 60_000).toISOString()},${i % 50}`)].join('\n'));
+    const child = startCli(['detect', '--csv', input, '--out', '-']);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [first] = (await once(child.stdout!, 'data')) as [Buffer];
+    expect(first.toString()).toMatch(/^timestamp,value,anomaly_score,anomaly\n2026-01-01T00:00:00.000Z,0,/);
+    child.stdout!.destroy(); // the reader is gone: the next write fails with EPIPE
+    expect(await waitForExit(child)).toEqual({ code: 0, signal: null });
+    expect(stderr).toBe('');
   });
 
   it('needs both --csv and --out', async () => {

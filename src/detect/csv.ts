@@ -197,7 +197,8 @@ export async function scoreCsvFile(
   await once(input, 'open').catch((err: NodeJS.ErrnoException) => {
     throw new Error(`${inPath}: cannot read (${err.code ?? err.message})`);
   });
-  const output = createWriteStream(outPath);
+  const toStdout = outPath === '-';
+  const output = toStdout ? process.stdout : createWriteStream(outPath);
   const detector = new UnivariateDetector(config);
   const timestamps = new PlainTimestampReader();
   const summary: CsvScoreSummary = { rows: 0, anomalies: 0, rejected: 0, errors: [] };
@@ -390,8 +391,11 @@ export async function scoreCsvFile(
     }
     await flush();
   } finally {
-    output.end();
-    await once(output, 'finish');
+    // stdout stays open for whoever writes after us
+    if (!toStdout) {
+      output.end();
+      await once(output, 'finish');
+    }
   }
   if (columns === null) throw new Error(`${inPath}: empty file, expected a header timestamp,value`);
   return summary;
