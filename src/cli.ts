@@ -46,9 +46,14 @@ const DB_FLAG: [string, string] = ['--db PATH', 'database file (default: $KIWI_D
 export const commands: Record<string, Command> = {
   serve: {
     summary: 'run the MCP server (stdio by default, or Streamable HTTP)',
-    usage: 'kiwi serve [--db PATH] [--http [--port N] [--host H] [--allowed-hosts LIST]] [--self-interval 10s] [--no-self-telemetry]',
+    usage:
+      'kiwi serve [--db PATH] [--http [--port N] [--host H] [--allowed-hosts LIST]] [--policy FILE] [--directives DIR] [--scripts DIR] ' +
+      '[--self-interval 10s] [--no-self-telemetry]',
     options: {
       db: { type: 'string' },
+      policy: { type: 'string' },
+      directives: { type: 'string' },
+      scripts: { type: 'string' },
       http: { type: 'boolean' },
       port: { type: 'string' },
       host: { type: 'string' },
@@ -62,6 +67,7 @@ export const commands: Record<string, Command> = {
       ['--port N', `HTTP port (default ${DEFAULT_HTTP_PORT}; 0 picks a free one)`],
       ['--host H', 'HTTP listen address (default 127.0.0.1); anything but loopback requires $KIWI_TOKEN'],
       ['--allowed-hosts LIST', 'comma-separated extra host names accepted in the Host header'],
+      ...DIRECTIVE_FLAGS.filter(([flag]) => /^--(policy|directives|scripts) /.test(flag)),
       ['--self-interval DURATION', 'how often Kiwi samples its own process, e.g. 10s (default: setting telemetry.self_interval_ms)'],
       ['--no-self-telemetry', "don't record Kiwi's own operations and process samples"],
     ],
@@ -284,6 +290,9 @@ async function serve(values: Values): Promise<number> {
     db: values.db as string | undefined,
     selfTelemetry: values['no-self-telemetry'] !== true,
     selfIntervalMs,
+    policy: values.policy as string | undefined,
+    directivesDir: values.directives as string | undefined,
+    scriptsDir: values.scripts as string | undefined,
   });
   const retention = setInterval(() => runPrune(kiwi), 3_600_000);
   retention.unref();

@@ -2,6 +2,7 @@
  * Embedding API: `createKiwi()` opens a store and returns an MCP server a host can connect to
  * any transport in-process (e.g. the SDK's InMemoryTransport).
  */
+import { Policy } from './directives/policy.js';
 import { SelfTelemetry } from './ingest/self.js';
 import { createMcpServer, type KiwiMcpServer } from './mcp/server.js';
 import { readSetting } from './settings.js';
@@ -17,6 +18,12 @@ export interface KiwiOptions {
   selfIntervalMs?: number;
   /** Longest Kiwi's own telemetry is buffered before it is written; default the `telemetry.self_flush_ms` setting. */
   selfFlushMs?: number;
+  /** Directive permission policy file, YAML or JSON; default `KIWI_POLICY`, else read-only. Read once, here. */
+  policy?: string;
+  /** Directives folder; default `KIWI_DIRECTIVES`, else the shipped `directives/`. */
+  directivesDir?: string;
+  /** Scripts folder; default `KIWI_SCRIPTS`, else the shipped `scripts/`. */
+  scriptsDir?: string;
 }
 
 export interface Kiwi {
@@ -29,6 +36,8 @@ export interface Kiwi {
 }
 
 export function createKiwi(options: KiwiOptions = {}): Kiwi {
+  // A bad policy file fails here, before a store is opened, rather than at the first directive.
+  const directives = { policy: Policy.load(options.policy), directivesDir: options.directivesDir, scriptsDir: options.scriptsDir };
   const store = new Store(resolveDbPath(options.db));
   const telemetry =
     options.selfTelemetry === false
@@ -44,7 +53,7 @@ export function createKiwi(options: KiwiOptions = {}): Kiwi {
     telemetry.flush();
     telemetry.start();
   }
-  const createServer = () => createMcpServer(store, telemetry);
+  const createServer = () => createMcpServer(store, telemetry, directives);
   const server = createServer();
   let closed = false;
   return {

@@ -51,7 +51,14 @@ describe('directives over MCP and the command line', () => {
       KIWI_POLICY: join(dir, 'policy.yaml'),
       USER: 'alice',
     };
-    const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'serve', '--no-self-telemetry'], env, stderr: 'pipe' });
+    // the server is given its folders and policy by flags, the command line below by the environment
+    const { KIWI_DIRECTIVES: directives, KIWI_SCRIPTS: scripts, KIWI_POLICY: policy, ...serverEnv } = env;
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI, 'serve', '--no-self-telemetry', '--directives', directives!, '--scripts', scripts!, '--policy', policy!],
+      env: serverEnv,
+      stderr: 'pipe',
+    });
     client = new Client({ name: 'e2e-agent', version: '1.0.0' });
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => {
       listChanged++;

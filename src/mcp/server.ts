@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js';
 import { InstrumentedTransport } from './instrument.js';
 import { registerTelemetryTools } from './tools/telemetry.js';
 import { registerAnomalyTools } from './tools/anomalies.js';
-import { registerDirectiveTools } from './tools/directives.js';
+import { registerDirectiveTools, type DirectiveToolOptions } from './tools/directives.js';
 import { registerExplainTools } from './tools/explain.js';
 import { registerForecastTools } from './tools/forecast.js';
 import { registerLoopPrompts } from './prompts.js';
@@ -51,13 +51,16 @@ export class KiwiMcpServer extends McpServer {
   }
 }
 
-export function createMcpServer(store: Store, telemetry: SelfTelemetry | null): KiwiMcpServer {
+/** Where the directive tools find their policy, directives and scripts (each defaults as DirectiveService's does). */
+export type DirectiveSetup = Pick<DirectiveToolOptions, 'policy' | 'directivesDir' | 'scriptsDir'>;
+
+export function createMcpServer(store: Store, telemetry: SelfTelemetry | null, directives: DirectiveSetup = {}): KiwiMcpServer {
   const server = new KiwiMcpServer(telemetry);
   registerTelemetryTools(server, store, telemetry);
   registerAnomalyTools(server, store);
   registerExplainTools(server, store);
   registerForecastTools(server, store);
-  registerDirectiveTools(server, store, { createServer: () => createMcpServer(store, telemetry) });
+  registerDirectiveTools(server, store, { ...directives, createServer: () => createMcpServer(store, telemetry, directives) });
   registerLoopPrompts(server);
   return server;
 }
