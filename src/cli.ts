@@ -11,7 +11,7 @@ import { log } from './log.js';
 import { DEFAULT_HTTP_PORT, startHttp, type RunningHttp } from './mcp/http.js';
 import { DEFAULT_OTLP_PORT } from './ingest/otlp/defaults.js';
 import { SERVER_INFO } from './mcp/server.js';
-import { pruneByRetention, SETTINGS, writeSetting, readSetting, isSettingKey } from './settings.js';
+import { pruneByRetention, SETTINGS, writeSetting, readSetting, isSettingKey, type SettingKey } from './settings.js';
 import { resolveDbPath } from './store/database.js';
 import { Store } from './store/store.js';
 import { iso, parseDuration, parseTimeInput } from './time.js';
@@ -627,7 +627,9 @@ async function settings(values: Values, args: string[]): Promise<number> {
         }
       }
       const change = writeSetting(store, key, value, `cli:${process.env.USER ?? 'user'}`, values.reason as string | undefined);
-      process.stdout.write(`${key}: ${JSON.stringify(change.old_value)} -> ${JSON.stringify(change.new_value ?? 'default')}\n`);
+      // writeSetting refused an unknown key, so the default exists; a value of null in a change means "the default"
+      const shown = (v: unknown) => (v === null ? `${JSON.stringify(SETTINGS[key as SettingKey].default)} (default)` : JSON.stringify(v));
+      process.stdout.write(`${key}: ${shown(change.old_value)} -> ${shown(change.new_value)}\n`);
       return 0;
     }
     throw new UsageError(`unknown settings action "${action}"; use list, set or reset`);

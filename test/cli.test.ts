@@ -98,13 +98,14 @@ describe('kiwi settings and prune', () => {
     expect(list.stdout).toMatch(/^retention\.raw_days = 30 \(default\)/m);
     const set = await runCli(['settings', 'set', 'retention.raw_days', '7', '--reason', 'small disk', '--db', db]);
     expect(set.code).toBe(0);
-    expect(set.stdout).toContain('retention.raw_days: null -> 7');
+    expect(set.stdout).toBe('retention.raw_days: 30 (default) -> 7\n');
     const bad = await runCli(['settings', 'set', 'retention.raw_days', '"a week"', '--db', db]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/retention\.raw_days: /);
     const unknown = await runCli(['settings', 'set', 'nope', '1', '--db', db]);
     expect(unknown.stderr).toMatch(/unknown setting "nope"/);
-    expect((await runCli(['settings', 'reset', 'retention.raw_days', '--db', db])).code).toBe(0);
+    const reset = await runCli(['settings', 'reset', 'retention.raw_days', '--db', db]);
+    expect(reset).toMatchObject({ code: 0, stdout: 'retention.raw_days: 7 -> 30 (default)\n' });
     const store = new Store(db);
     expect(store.settingHistory('retention.raw_days').map((h) => h.reason)).toEqual([null, 'small disk']);
     store.close();
