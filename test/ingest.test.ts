@@ -133,10 +133,14 @@ describe('CSV', () => {
       'cpu.csv:6: unterminated quoted field',
       expect.stringMatching(/^cpu\.csv:7: component: /),
     ]);
-    const noHeader = ingestText(store, 'time,comp,value\n1,2,3', 'h.csv');
-    expect(formatIngestError(noHeader.errors[0]!)).toBe(
+    const noHeader = ingestText(store, 'time,comp,value\n1,2,3\n4,5,6', 'h.csv');
+    // the header is the one error; the rows under it point to it instead of being read as headers in turn
+    expect(noHeader.errors.map(formatIngestError)).toEqual([
       'h.csv:1: CSV header must name timestamp,component,metric,value (missing: timestamp, component, metric)',
-    );
+      'h.csv:2: not read: the CSV header on line 1 is invalid',
+      'h.csv:3: not read: the CSV header on line 1 is invalid',
+    ]);
+    expect(noHeader).toMatchObject({ accepted: 0, rejected: 3 });
     store.close();
   });
 

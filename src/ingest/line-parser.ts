@@ -95,6 +95,8 @@ export function splitCsvLine(line: string): string[] {
 export class LineParser {
   private format: IngestFormat | null;
   private csvColumns: string[] | null = null;
+  /** Where a CSV header that could not be read was: the rows under it are refused with a pointer to it. */
+  private csvHeaderFailedAt: number | null = null;
   private readonly keyIndexes = new Map<string, number>();
   private errorsKept = 0;
   private current = this.emptyBatch();
@@ -129,7 +131,7 @@ export class LineParser {
       if (line.length > MAX_LINE_BYTES / 4 && Buffer.byteLength(line) > MAX_LINE_BYTES) {
         throw new Error(`line longer than ${MAX_LINE_BYTES} bytes`);
       }
-      const record = this.format === 'jsonl' ? this.parseJsonLine(line) : this.parseCsvLine(line);
+      const record = this.format === 'jsonl' ? this.parseJsonLine(line) : this.parseCsvLine(line, lineNumber);
       if (record) return this.accept(record);
     } catch (err) {
       this.reject(lineNumber, (err as Error).message);
@@ -164,10 +166,16 @@ export class LineParser {
     return normaliseRecord(value);
   }
 
-  private parseCsvLine(line: string): TelemetryRecord | null {
+  private parseCsvLine(line: string, lineNumber: number): TelemetryRecord | null {
+    if (this.csvHeaderFailedAt !== null) throw new Error(`not read: the CSV header on line ${this.csvHeaderFailedAt} is invalid`);
     const fields = splitCsvLine(line);
     if (this.csvColumns === null) {
-      this.csvColumns = readCsvHeader(fields);
+      try {
+        this.csvColumns = readCsvHeader(fields);
+      } catch (err) {
+        this.csvHeaderFailedAt = lineNumber;
+        throw err;
+      }
       return null;
     }
     const columns = this.csvColumns;
