@@ -335,6 +335,6 @@ function summarise(o: DemoOutcome, out: (text: string) => void): void {
       `audited: ${[...new Set(o.directive.audited)].join(', ')}`,
   );
   out(`- healed: ${o.healed.resolved.join(', ') || 'nothing'}; still open: ${o.healed.still_open.join(', ') || 'nothing'}`);
-  out(`- Kiwi served ${o.kiwi_requests} tool calls in this session and recorded each in its own telemetry`);
+  out(`- Kiwi served ${o.kiwi_requests} tool calls in this session before the health call and recorded each in its own telemetry`);
   if (o.charts.length) out(`- forecast charts: ${o.charts.join(', ')}`);
 }
