@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `kiwi` command line. Each command's `--help` describes its flags. */
 import { isEntryPoint } from './cli/entry.js';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { parseIncidentList, writeScenario } from './generate/index.js';
@@ -284,6 +284,20 @@ function commandHelp(name: string, c: Command): string {
 
 // ------------------------------------------------------------------ commands
 
+/**
+ * The store for a command that reads what is there (detect, explain, forecast, prune): a path
+ * with no database behind it is a mistyped --db or KIWI_DB, not a wish for an empty store.
+ */
+function openExistingStore(values: Values): Store {
+  const path = resolveDbPath(values.db as string | undefined);
+  if (!existsSync(path)) {
+    throw new UsageError(
+      `no store at ${path} (--db, else $KIWI_DB, else ./.kiwi/kiwi.db); a store is created by kiwi ingest, kiwi serve or kiwi otlp`,
+    );
+  }
+  return new Store(path);
+}
+
 async function serve(values: Values): Promise<number> {
   const selfIntervalMs = durationFlag(values, 'self-interval');
   const kiwi = createKiwi({
@@ -437,7 +451,7 @@ async function detect(values: Values): Promise<number> {
     sensitivity = Number(values.sensitivity);
     if (!(sensitivity >= 0 && sensitivity <= 1)) throw new UsageError('--sensitivity must be a number from 0 to 1');
   }
-  const store = new Store(resolveDbPath(values.db as string | undefined));
+  const store = openExistingStore(values);
   try {
     const result = detectAnomalies(store, {
       lookbackMs: durationFlag(values, 'lookback') ?? 3_600_000,
@@ -524,7 +538,7 @@ async function explainCommand(values: Values): Promise<number> {
   if (values.anomaly === undefined && values.start === undefined) throw new UsageError('give --anomaly ID or --start TIME');
   const limit = intFlag(values, 'limit', 5);
   if (limit < 1 || limit > 20) throw new UsageError('--limit must be between 1 and 20');
-  const store = new Store(resolveDbPath(values.db as string | undefined));
+  const store = openExistingStore(values);
   try {
     const text = (name: string) => values[name] as string | undefined;
     const result = await explainSymptom(
@@ -559,7 +573,7 @@ async function forecastCommand(values: Values): Promise<number> {
     throw new UsageError(`--target must be one of ${FORECAST_TARGETS.join(', ')} or all`);
   }
   const horizonMs = durationFlag(values, 'horizon');
-  const store = new Store(resolveDbPath(values.db as string | undefined));
+  const store = openExistingStore(values);
   try {
     const chartPath = values.chart as string | undefined;
     const result = forecastFailure(store, {
@@ -588,7 +602,7 @@ async function forecastCommand(values: Values): Promise<number> {
 }
 
 async function prune(values: Values): Promise<number> {
-  const store = new Store(resolveDbPath(values.db as string | undefined));
+  const store = openExistingStore(values);
   try {
     const result = pruneByRetention(store);
     process.stdout.write(

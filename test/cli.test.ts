@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -112,6 +112,20 @@ describe('kiwi settings and prune', () => {
     const prune = await runCli(['prune', '--db', db]);
     expect(prune.code).toBe(0);
     expect(prune.stdout).toMatch(/^rolled up 0 minutes, deleted 0 points/);
+  });
+});
+
+describe('commands that read a store', () => {
+  it('refuse a --db with no store behind it instead of creating an empty one', async () => {
+    const dir = tempDir();
+    const typo = join(dir, 'nested', 'kiwi.bd');
+    for (const command of ['detect', 'explain', 'forecast', 'prune']) {
+      const args = command === 'explain' ? [command, '--start=-1h', '--db', typo] : [command, '--db', typo];
+      const result = await runCli(args);
+      expect(result.code, command).toBe(2);
+      expect(result.stderr, command).toContain(`kiwi ${command}: no store at ${typo} (--db, else $KIWI_DB`);
+    }
+    expect(existsSync(join(dir, 'nested'))).toBe(false);
   });
 });
 
