@@ -3,7 +3,6 @@
 import { isEntryPoint } from './cli/entry.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { parseIncidentList, writeScenario } from './generate/index.js';
 import { createKiwi, type Kiwi } from './index.js';
 import { formatIngestError, ingestFile, ingestStream, type IngestSummary } from './ingest/ingest.js';
@@ -11,6 +10,7 @@ import { log } from './log.js';
 import { DEFAULT_HTTP_PORT, startHttp, type RunningHttp } from './mcp/http.js';
 import { DEFAULT_OTLP_PORT } from './ingest/otlp/defaults.js';
 import { SERVER_INFO } from './mcp/server.js';
+import { LineStdioTransport } from './mcp/stdio.js';
 import { pruneByRetention, SETTINGS, writeSetting, readSetting, isSettingKey, type SettingKey } from './settings.js';
 import { resolveDbPath } from './store/database.js';
 import { Store } from './store/store.js';
@@ -285,6 +285,12 @@ function commandHelp(name: string, c: Command): string {
 // ------------------------------------------------------------------ commands
 
 /**
+ * The largest MCP message read from stdin: above what ingest_telemetry accepts (10 MB of text,
+ * which JSON escaping can make up to six times longer). A longer one is answered with an error.
+ */
+const STDIO_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/**
  * The store for a command that reads what is there (detect, explain, forecast, prune): a path
  * with no database behind it is a mistyped --db or KIWI_DB, not a wish for an empty store.
  */
@@ -345,8 +351,8 @@ async function serve(values: Values): Promise<number> {
     process.stdout.write(`kiwi listening on ${http.url}\n`);
     log.info(`MCP over HTTP at ${http.url}; OTLP/HTTP at ${http.baseUrl}/v1/{traces,metrics,logs}`, { db: kiwi.store.path, token: token ? 'required' : 'not set' });
   } else {
-    const transport = new StdioServerTransport();
-    await kiwi.server.connect(transport);
+    await kiwi.server.connect(new LineStdioTransport(STDIO_MAX_MESSAGE_BYTES));
+    kiwi.server.server.onerror = (error) => log.error(`MCP over stdio: ${error.message}`);
     process.stdin.once('end', () => void stop('stdin closed').then(() => process.exit(0)));
     log.info('MCP over stdio', { db: kiwi.store.path });
   }

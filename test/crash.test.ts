@@ -272,3 +272,62 @@ describe('crash safety', () => {
     }
   });
 });
+
+describe('message size over stdio', () => {
+  /** Sends JSON-RPC lines to a raw `kiwi serve` and reads its answers by id. */
+  function rawSession(child: ChildProcess) {
+    let buffered = '';
+    const answers = new Map<number, unknown>();
+    child.stdout!.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const message = JSON.parse(buffered.slice(0, newline)) as { id?: number };
+        buffered = buffered.slice(newline + 1);
+        if (typeof message.id === 'number') answers.set(message.id, message);
+      }
+    });
+    return {
+      send: (message: object) => child.stdin!.write(`${JSON.stringify(message)}\n`),
+      answer: async (id: number) => {
+        const deadline = Date.now() + 30_000;
+        while (!answers.has(id)) {
+          if (Date.now() > deadline) throw new Error(`no answer to request ${id}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        return answers.get(id) as { result?: { isError?: boolean; content: { text: string }[] } };
+      },
+    };
+  }
+
+  it('answers an ingest at its own size limit, and refuses a message past the transport limit by its id, still serving', async () => {
+    const db = join(tempDir(), 'kiwi.db');
+    const server = startCli(['serve', '--db', db, '--no-self-telemetry'], { KIWI_LOG_LEVEL: 'info' });
+    children.push(server);
+    let stderr = '';
+    server.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const session = rawSession(server);
+    session.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    await session.answer(1);
+    session.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    session.send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'ingest_telemetry', arguments: { records: [{ type: 'metric', ts: BASE, name: 'kept', component: 'c', value: 1 }] } } });
+    expect((await session.answer(2)).result?.isError).toBeFalsy();
+
+    // The largest text the tool takes, with quotes to escape: about 15 MB on the wire, past the SDK's 10 MiB buffer.
+    const text = `{"a":"${'"'.repeat(5_000_000)}"}\n`.padEnd(10 * 1024 * 1024, 'x');
+    session.send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'ingest_telemetry', arguments: { jsonl: text } } });
+    expect((await session.answer(3)).result?.content[0]!.text).toMatch(/line longer than/);
+
+    // Past the transport's limit (id last, as the SDK's client writes it): an error for that request, and on it goes.
+    session.send({ method: 'tools/call', params: { name: 'ingest_telemetry', arguments: { jsonl: 'x'.repeat(70 * 1024 * 1024) } }, jsonrpc: '2.0', id: 4 });
+    const refused = (await session.answer(4)) as { error?: { code: number; message: string } };
+    expect(refused.error).toEqual({
+      code: -32600,
+      message: expect.stringMatching(/^Request too large: message of 73,400,\d+ bytes is over this server's limit of 67,108,864 bytes; send less per call/),
+    });
+    expect(stderr).toMatch(/kiwi error: MCP over stdio: skipped a message of 73,400,\d+ bytes/);
+    session.send({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'list_series', arguments: {} } });
+    expect((await session.answer(5)).result).toMatchObject({ structuredContent: { total: 1, series: [{ name: 'kept' }] } });
+    expect(server.exitCode).toBeNull();
+  });
+});
