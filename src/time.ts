@@ -4,9 +4,22 @@ import { parseTimestamp } from './ingest/records.js';
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$/;
 
-/** A positive duration: `90s`, `15m`, `1.5h`, `7d`, `2w`, or a bare number of milliseconds. */
+/**
+ * A positive duration with its unit: `500ms`, `90s`, `15m`, `1.5h`, `7d`, `2w`. A bare number is
+ * refused: `lookback: "60"` read as 60 ms gave an empty window and a false all-clear.
+ */
 export function parseDuration(text: string): number {
   const m = DURATION.exec(text.trim());
+  if (m && m[2] === undefined) throw new Error(`${JSON.stringify(text)} has no unit; write it as 500ms, 90s, 15m, 2h or 7d`);
+  return durationMs(text, m);
+}
+
+/** As parseDuration, but a bare number is milliseconds (directive and policy durations, where that is documented). */
+export function parseDurationOrMs(text: string): number {
+  return durationMs(text, DURATION.exec(text.trim()));
+}
+
+function durationMs(text: string, m: RegExpExecArray | null): number {
   const ms = m ? Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!) : Number.NaN;
   if (!(ms > 0)) throw new Error(`${JSON.stringify(text)} is not a positive duration such as 90s, 15m, 2h or 7d`);
   return ms;
@@ -20,7 +33,10 @@ export function parseTimeInput(input: string | number, now: number = Date.now())
   if (typeof input === 'string') {
     const text = input.trim();
     if (text === 'now') return now;
-    if (text.startsWith('-') && DURATION.test(text.slice(1))) return now - parseDuration(text.slice(1));
+    if (text.startsWith('-') && DURATION.test(text.slice(1))) {
+      if (/^\d+(\.\d+)?$/.test(text.slice(1).trim())) throw new Error(`${JSON.stringify(text)} has no unit; write it as -90s, -15m, -2h or -7d`);
+      return now - parseDuration(text.slice(1));
+    }
   }
   return parseTimestamp(input);
 }

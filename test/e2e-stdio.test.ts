@@ -136,6 +136,11 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     const badTime = await call('query_metrics', { name: 'x', from: 'the dawn of time' });
     expect(badTime.isError).toBe(true);
     expect(text(badTime)).toMatch(/^from: /);
+    // a duration without its unit is refused, not read as milliseconds (an empty window, a false all-clear)
+    const bareLookback = await call('detect_anomalies', { lookback: '60' });
+    expect(text(bareLookback)).toBe('lookback: "60" has no unit; write it as 500ms, 90s, 15m, 2h or 7d');
+    const bareFrom = await call('query_metrics', { name: 'x', from: '-60' });
+    expect(text(bareFrom)).toMatch(/^from: "-60" has no unit; write it as -90s, -15m/);
     const badBucket = await call('query_metrics', { name: 'x', bucket: 'soon' });
     expect(text(badBucket)).toMatch(/^bucket: /);
     const backwards = await call('query_metrics', { name: 'x', from: T0 + 1000, to: T0 });
@@ -180,7 +185,7 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     expect(kiwi.memory_bytes).toBeGreaterThan(1e6);
     // every tool call before this one is a request Kiwi recorded about itself, errors included
     expect(kiwi.requests!.count).toBe(toolCalls - 1);
-    expect(kiwi.requests!.errors).toBe(7); // the seven bad calls above
+    expect(kiwi.requests!.errors).toBe(9); // the nine bad calls above
   });
 
   it('kept stdout for the protocol alone, and logged to stderr', () => {

@@ -1,4 +1,4 @@
-import { parseDuration } from '../src/time.js';
+import { parseDuration, parseDurationOrMs } from '../src/time.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,7 +94,9 @@ describe('parseIncidentList', () => {
 
   it('parses durations for --step', () => {
     expect(parseDuration('60s')).toBe(60_000);
-    expect(parseDuration('60000')).toBe(60_000);
+    expect(() => parseDuration('60000')).toThrow(/"60000" has no unit; write it as 500ms, 90s/);
+    expect(parseDurationOrMs('60000')).toBe(60_000);
+    expect(parseDurationOrMs('2m')).toBe(120_000);
     expect(parseDuration('1.5m')).toBe(90_000);
     expect(() => parseDuration('0s')).toThrow(/0s/);
     expect(() => parseDuration('-5m')).toThrow(/-5m/);
