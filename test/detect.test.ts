@@ -260,6 +260,14 @@ describe('detection over time', () => {
     store.close();
   });
 
+  it('refuses a component it has no telemetry from rather than finding it healthy', () => {
+    // constant, so as not to draw from the shared noise the tests after it were tuned on
+    const store = openStore(points('queue.depth', 'svc', 30, MIN, () => 40));
+    expect(() => detectAnomalies(store, { now: END, component: 'svx' })).toThrow('component: no telemetry from "svx"');
+    expect(detectAnomalies(store, { now: END, component: 'svc' }).anomalies).toEqual([]);
+    store.close();
+  });
+
   it('a look at a past window leaves anomalies seen after it open, acknowledged ones included', () => {
     const store = openStore(points('queue.depth', 'svc', 30, MIN, (ts) => (ts >= END - 40 * MIN ? 80 : 40) + noise()));
     const live = detectAnomalies(store, { now: END });

@@ -63,6 +63,10 @@ export function isAnomalyType(type: string): type is AnomalyType {
 }
 
 export function detectAnomalies(store: Store, options: DetectOptions = {}): DetectionResult {
+  // Otherwise a misspelt component is judged and found healthy: an all-clear for nothing.
+  if (options.component !== undefined && !store.hasComponent(options.component)) {
+    throw new Error(`component: no telemetry from "${options.component}"`);
+  }
   const now = options.now ?? Date.now();
   const lookbackMs = options.lookbackMs ?? HOUR;
   const sensitivity = options.sensitivity ?? readSetting(store, 'detect.sensitivity');

@@ -117,7 +117,7 @@ export function resolveSymptom(store: Store, queries: ExplainQueries, input: Sym
       );
     }
   }
-  if (component !== null && !store.listComponents().some((c) => c.name === component)) {
+  if (component !== null && !store.hasComponent(component)) {
     throw new Error(`component: no telemetry from "${component}"`);
   }
 

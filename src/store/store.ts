@@ -251,6 +251,7 @@ export class Store {
       deleteSpans: db.prepare('DELETE FROM spans WHERE start_ts < ?'),
       deleteComponents: db.prepare('DELETE FROM components WHERE last_seen < ?'),
       components: db.prepare('SELECT name, first_seen, last_seen FROM components ORDER BY name'),
+      componentKnown: db.prepare('SELECT 1 FROM components WHERE name = ?').pluck(),
       requestSpans: db.prepare(
         'SELECT duration_ms, status FROM spans WHERE component = ? AND start_ts >= ? AND start_ts < ?',
       ).raw(),
@@ -540,6 +541,11 @@ export class Store {
 
   listComponents(): ComponentRow[] {
     return this.stmt.components.all() as ComponentRow[];
+  }
+
+  /** Whether any telemetry from `name` was ever stored. */
+  hasComponent(name: string): boolean {
+    return this.stmt.componentKnown.get(name) !== undefined;
   }
 
   openAnomalies(limit: number): AnomalySummary[] {
