@@ -295,14 +295,14 @@ describe('kiwi serve --http', () => {
     const after = structured<QueryAnswer>(await call(a, 'query_metrics', { name: LATENCY, from: BASE, to: BASE + MINUTE, bucket: '1m' }));
     expect(after.series_total).toBe(1);
 
-    // Kiwi's own error event about that call is searchable over MCP, from the other session.
+    // Kiwi's own warning about that call (the caller's mistake, not Kiwi's failure) is searchable over MCP, from the other session.
     const selfErrors = await pollUntil(
-      async () => structured<EventsAnswer>(await call(b, 'search_events', { component: 'kiwi', kind: 'error' })),
+      async () => structured<EventsAnswer>(await call(b, 'search_events', { component: 'kiwi', min_level: 'warn' })),
       (found) => found.events.length > 0,
       { intervalMs: 150 },
     );
     expect(selfErrors.events).toHaveLength(1);
-    expect(selfErrors.events[0]!.message).toMatch(/^query_metrics failed: .*max_series/);
+    expect(selfErrors.events[0]).toMatchObject({ kind: 'log', level: 'warn', message: expect.stringMatching(/^query_metrics refused its arguments: .*max_series/) });
 
     // Clean shutdown.
     const sessions = { a: a.transport.sessionId!, b: b.transport.sessionId! };
@@ -335,13 +335,12 @@ describe('kiwi serve --http', () => {
       const expected = made.map((m) => `${m.session} tools/call ${m.tool}`).sort();
       expect(recorded).toEqual(expected);
       expect(new Set(spans.map((s) => s.attrs['mcp.session.id']))).toEqual(new Set([sessions.a, sessions.b]));
-      const failed = spans.filter((s) => s.status === 'error');
-      expect(failed).toHaveLength(1);
-      expect(failed[0]!.name).toBe('tools/call query_metrics');
-      expect(spans.filter((s) => s.status === 'ok')).toHaveLength(made.length - 1);
+      // The one refused call is classified as what it was, arguments that did not validate: the
+      // caller's mistake, counted among the errors but not a failed span of Kiwi.
+      const refused = spans.filter((s) => s.attrs['error.type'] !== undefined);
+      expect(refused.map((s) => [s.name, s.attrs['error.type'], s.status])).toEqual([['tools/call query_metrics', 'invalid_params', 'ok']]);
+      expect(spans.filter((s) => s.status === 'ok')).toHaveLength(made.length);
       expect(store.findSeries({ name: 'mcp.server.operation.errors', component: 'kiwi' }).total).toBe(1);
-      // The failure is classified as what it was: arguments that did not validate.
-      expect(failed[0]!.attrs['error.type']).toBe('invalid_params');
     } finally {
       store.close();
     }

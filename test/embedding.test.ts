@@ -134,12 +134,16 @@ describe('createKiwi (embedding)', () => {
       expect(span.name).toBe(`tools/call ${String(span.attrs['gen_ai.tool.name'])}`);
     }
     expect(new Set(spans.map((s) => s.trace_id)).size).toBe(calls.length);
+    // The handler's refusal is Kiwi's failure; arguments the schema refused are the caller's mistake (like an HTTP 4xx).
     const failed = spans.filter((s) => s.status === 'error');
-    expect(failed.map((s) => s.name).sort()).toEqual(['tools/call ingest_telemetry', 'tools/call list_series']);
-    expect(spans.filter((s) => s.status === 'ok')).toHaveLength(calls.length - 2);
-    // Each failure is also an error event and an error-count point of component kiwi.
+    expect(failed.map((s) => s.name)).toEqual(['tools/call ingest_telemetry']);
+    expect(spans.filter((s) => s.status === 'ok')).toHaveLength(calls.length - 1);
+    expect(spans.find((s) => s.attrs['error.type'] === 'invalid_params')?.name).toBe('tools/call list_series');
+    // A failure is an error event; a refused argument a warning log.
     const selfErrors = kiwi.store.searchEvents({ component: 'kiwi', kinds: ['error'] }, 10).events;
-    expect(selfErrors.map((e) => e.message.split(':')[0]).sort()).toEqual(['ingest_telemetry failed', 'list_series failed']);
+    expect(selfErrors.map((e) => e.message.split(':')[0])).toEqual(['ingest_telemetry failed']);
+    const selfWarnings = kiwi.store.searchEvents({ component: 'kiwi', kinds: ['log'] }, 10).events;
+    expect(selfWarnings.map((e) => [e.level, e.message.split(':')[0]])).toEqual([['warn', 'list_series refused its arguments']]);
     // And the start-up sample of Kiwi's own process is there.
     expect(kiwi.store.latestValue('process.memory.usage', 'kiwi')?.value).toBeGreaterThan(0);
 
@@ -177,7 +181,7 @@ describe('createKiwi (embedding)', () => {
     const spans = await selfSpans(kiwi, 2);
     expect(spans.map((s) => `${s.name} ${s.status}`).sort()).toEqual([
       'tools/call get_system_health error',
-      'tools/call query_metrics error',
+      'tools/call query_metrics ok', // the caller's mistake, not a failure of Kiwi
     ]);
     const typeOf = (tool: string) => spans.find((s) => s.attrs['gen_ai.tool.name'] === tool)?.attrs['error.type'];
     expect(typeOf('get_system_health')).toBe('tool_error');

@@ -39,6 +39,9 @@ export interface OperationObservation {
   sessionId?: string;
 }
 
+/** The `error.type` of a call whose arguments the tool's schema refused. */
+export const CALLER_ERROR = 'invalid_params';
+
 /** Calls and samples buffered before a write is forced, whatever the flush delay. */
 const MAX_BUFFERED = 1_000;
 
@@ -105,9 +108,15 @@ export class SelfTelemetry {
     this.buffer();
   }
 
-  /** A span and a duration point for the call, and on failure an error point and event. */
+  /**
+   * A span and a duration point for the call, and on failure an error point and event. Arguments
+   * refused by the tool's schema are the caller's mistake, as a 4xx is for an HTTP server: the
+   * span keeps `error.type` but is not failed, and the event is a warning log, not an error, so
+   * Kiwi's health and a root-cause analysis do not blame Kiwi for them.
+   */
   private appendOperationRecords(op: OperationObservation, records: TelemetryRecord[]): void {
     const finished = Math.round(op.start + op.durationMs);
+    const callersMistake = op.errorType === CALLER_ERROR;
     const labels: Record<string, string> = { 'mcp.method.name': op.method };
     if (op.tool) labels['gen_ai.tool.name'] = op.tool;
     const attrs: Record<string, unknown> = { ...labels };
@@ -124,7 +133,7 @@ export class SelfTelemetry {
         component: SELF_COMPONENT,
         start: op.start,
         duration_ms: op.durationMs,
-        status: op.outcome,
+        status: callersMistake ? 'ok' : op.outcome,
         attrs,
       },
       {
@@ -149,10 +158,10 @@ export class SelfTelemetry {
         {
           type: 'event',
           ts: finished,
-          kind: 'error',
+          kind: callersMistake ? 'log' : 'error',
           component: SELF_COMPONENT,
-          level: 'error',
-          message: `${op.tool ?? op.method} failed: ${(op.errorMessage ?? op.errorType ?? 'error').slice(0, 500)}`,
+          level: callersMistake ? 'warn' : 'error',
+          message: `${op.tool ?? op.method} ${callersMistake ? 'refused its arguments' : 'failed'}: ${(op.errorMessage ?? op.errorType ?? 'error').slice(0, 500)}`,
           attrs: { ...attrs, trace_id: traceId },
         },
       );

@@ -12,7 +12,7 @@ import type {
   JSONRPCResultResponse,
   MessageExtraInfo,
 } from '@modelcontextprotocol/sdk/types.js';
-import type { OperationObservation } from '../ingest/self.js';
+import { CALLER_ERROR, type OperationObservation } from '../ingest/self.js';
 
 const OBSERVED_METHODS = new Set(['tools/call']);
 /** How the SDK words arguments refused by a tool's input schema (it prefixes McpError codes). */
@@ -93,7 +93,7 @@ export class InstrumentedTransport implements Transport {
     } else if (isResultResponse(message) && message.result.isError === true) {
       op.outcome = 'error';
       const text = firstText(message.result.content);
-      op.errorType = text !== undefined && INVALID_PARAMS.test(text) ? 'invalid_params' : 'tool_error';
+      op.errorType = text !== undefined && INVALID_PARAMS.test(text) ? CALLER_ERROR : 'tool_error';
       if (text !== undefined) op.errorMessage = text;
     }
     return op;
