@@ -412,6 +412,10 @@ describe('permissions, approval, locks, idempotency and rate limits', () => {
     const other = await s.engine.run({ directive: 'd', principal: 'cli:bob', mode: 'execute', inputs: { component: 'y' }, idempotencyKey: 'k1' });
     const again = await s.engine.run({ directive: 'd', principal: 'cli:bob', mode: 'execute', inputs: { component: 'y' }, idempotencyKey: 'k1' });
     expect(again).toMatchObject({ id: other.id, replayed: true });
+    // the same key with other inputs is a mistake to report, not the earlier run to hand back
+    await expect(s.engine.run({ directive: 'd', principal: 'cli:bob', mode: 'execute', inputs: { component: 'q' }, idempotencyKey: 'k1' })).rejects.toThrow(
+      new RegExp(`idempotency_key: "k1" was used for run ${other.id} \\(execute, inputs \\{"component":"y"\\}\\); this request differs`),
+    );
     await s.engine.run({ directive: 'd', principal: 'cli:bob', mode: 'execute', inputs: { component: 'z' } });
     await expect(s.engine.run({ directive: 'd', principal: 'cli:bob', mode: 'execute', inputs: { component: 'w' } })).rejects.toThrow(/rate limit: d ran 3 times/);
   });

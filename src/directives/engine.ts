@@ -181,7 +181,17 @@ export class DirectiveEngine {
 
     if (request.idempotencyKey !== undefined) {
       const existing = this.runs.byIdempotencyKey(directive.name, request.idempotencyKey);
-      if (existing) return { ...existing, replayed: true, next: `run ${existing.id} already exists under this idempotency key; nothing ran again` };
+      if (existing) {
+        // A replay answers the same request again; the same key with other inputs is a mistake, not a replay.
+        const asked = JSON.stringify([mode, mask(inputs)]);
+        if (asked !== JSON.stringify([existing.mode, existing.inputs])) {
+          throw new Error(
+            `idempotency_key: "${request.idempotencyKey}" was used for run ${existing.id} (${existing.mode}, inputs ${JSON.stringify(existing.inputs)}); ` +
+              'this request differs, so use a new key',
+          );
+        }
+        return { ...existing, replayed: true, next: `run ${existing.id} already exists under this idempotency key; nothing ran again` };
+      }
     }
 
     const id = randomUUID();

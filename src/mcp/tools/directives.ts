@@ -324,7 +324,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
         'Plan (default) or execute a directive. mode=plan resolves inputs and conditions and lists exactly what would run, changing nothing. ' +
         "mode=execute checks each step's permission against the server policy (denials are recorded), and when a step is destructive the run " +
         'waits as awaiting_approval until a human runs `kiwi directive approve RUN_ID` (approve=true counts only where the policy lets agents approve). ' +
-        'A failing step rolls back the changes applied so far. One run per directive and target at a time; idempotency_key returns the earlier run instead of running again. ' +
+        'A failing step rolls back the changes applied so far. One run per directive and target at a time; idempotency_key returns the earlier run instead of running again (the same key with other inputs or mode is refused). ' +
         `The answer lists at most ${LIMITS.planShown} plan entries and ${LIMITS.stepsShown} steps.`,
       inputSchema: {
         name: z.string().max(64).describe('The directive, as list_directives names it'),
