@@ -144,6 +144,14 @@ describe('CSV', () => {
     store.close();
   });
 
+  it('reads past a byte-order mark at the start of the text', () => {
+    const store = openStore();
+    const jsonl = ingestText(store, `\uFEFF${JSON.stringify({ type: 'metric', ts: 1_700_000_000_000, name: 'm', component: 'c', value: 1 })}\n`, 'bom.jsonl');
+    const csv = ingestText(store, '\uFEFFtimestamp,component,metric,value\n2026-01-01T00:00:00Z,c,m,2\n', 'bom.csv');
+    expect([jsonl.accepted, jsonl.rejected, csv.accepted, csv.rejected]).toEqual([1, 0, 1, 0]);
+    store.close();
+  });
+
   it('splits quoted fields per RFC 4180', () => {
     expect(splitCsvLine('a,"b,c","d ""e""",')).toEqual(['a', 'b,c', 'd "e"', '']);
     expect(() => splitCsvLine('"a"b,c')).toThrow(/after a closing quote/);

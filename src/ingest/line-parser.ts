@@ -121,7 +121,9 @@ export class LineParser {
 
   /** Takes one line; returns a batch when it has `batchSize` records. */
   pushLine(rawLine: string, lineNumber: number): ParsedBatch | null {
-    const line = rawLine.charCodeAt(rawLine.length - 1) === 13 ? rawLine.slice(0, -1) : rawLine;
+    let line = rawLine.charCodeAt(rawLine.length - 1) === 13 ? rawLine.slice(0, -1) : rawLine;
+    // A byte-order mark, as some editors and Excel write: invisible in an error message, so taken off.
+    if (lineNumber === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
     if (line.trim() === '') return null;
     if (this.format === null) {
       this.format = line.trimStart().startsWith('{') ? 'jsonl' : 'csv';
