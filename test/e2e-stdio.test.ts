@@ -145,6 +145,8 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     expect(text(badBucket)).toMatch(/^bucket: /);
     const backwards = await call('query_metrics', { name: 'x', from: T0 + 1000, to: T0 });
     expect(text(backwards)).toMatch(/^to: must be later than from/);
+    const backwardsEvents = await call('search_events', { from: '-1h', to: '-2h' });
+    expect(text(backwardsEvents)).toBe('to: must be later than from');
     const badCursor = await call('search_events', { cursor: 'not-a-cursor' });
     expect(text(badCursor)).toMatch(/^cursor: /);
     const twoSources = await call('ingest_telemetry', { jsonl: '', csv: '' });
@@ -185,8 +187,8 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     expect(kiwi.memory_bytes).toBeGreaterThan(1e6);
     // every tool call before this one is a request Kiwi recorded about itself, errors included
     expect(kiwi.requests!.count).toBe(toolCalls - 1);
-    // the seven bad calls above that a tool refused; the two its schema refused are the caller's mistake, not Kiwi's failure
-    expect(kiwi.requests!.errors).toBe(7);
+    // the eight bad calls above that a tool refused; the two its schema refused are the caller's mistake, not Kiwi's failure
+    expect(kiwi.requests!.errors).toBe(8);
   });
 
   it('kept stdout for the protocol alone, and logged to stderr', () => {

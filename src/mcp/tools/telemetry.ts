@@ -309,6 +309,10 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
     },
     async (args) => {
       const now = Date.now();
+      const from = args.from === undefined ? undefined : timeArg('from', args.from, now);
+      const to = args.to === undefined ? undefined : timeArg('to', args.to, now);
+      // as query_metrics says: a backwards range is a mistake, not a quiet period
+      if (from !== undefined && to !== undefined && !(to > from)) throw new Error('to: must be later than from');
       let page;
       try {
         page = store.searchEvents(
@@ -317,8 +321,8 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
             component: args.component,
             min_level: args.min_level,
             text: args.text,
-            from: args.from === undefined ? undefined : timeArg('from', args.from, now),
-            to: args.to === undefined ? undefined : timeArg('to', args.to, now),
+            from,
+            to,
           },
           args.limit,
           args.cursor,
