@@ -158,6 +158,14 @@ describe('directives over MCP and the command line', () => {
     expect(promptText).toContain('open the breaker of a flaky server');
     expect(promptText).toContain('validate_directive');
     expect(promptText).toContain('"DirectiveStep"');
+    // prompt arguments are checked as tool arguments are, not passed into the instructions as given
+    await expect(client.getPrompt({ name: 'author_directive', arguments: { goal: ' ' } })).rejects.toThrow(/say what the directive should do/);
+    await expect(client.getPrompt({ name: 'weekly_health_review', arguments: { days: '-5' } })).rejects.toThrow(/a whole number of days from 1 to 999/);
+    await expect(client.getPrompt({ name: 'triage_incident', arguments: { lookback: 'yesterday-ish' } })).rejects.toThrow(/a duration with its unit/);
+    const review = await client.getPrompt({ name: 'weekly_health_review', arguments: { days: '14' } });
+    expect((review.messages[0]!.content as { text: string }).text).toContain('"since": "-14d"');
+    const triage = await client.getPrompt({ name: 'triage_incident', arguments: { component: 'odd "name"', lookback: '30m' } });
+    expect((triage.messages[0]!.content as { text: string }).text).toContain('detect_anomalies {"lookback": "30m", "component": "odd \\"name\\""}');
 
     const before = listChanged;
     writeFileSync(join(dir, 'directives', 'added_later.yaml'), SET_RETENTION.replace('name: set_retention', 'name: added_later'));

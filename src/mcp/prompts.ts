@@ -19,11 +19,16 @@ export function registerLoopPrompts(server: McpServer): void {
         'run the fitting directive, then check that it healed.',
       argsSchema: {
         component: z.string().optional().describe('Where the trouble shows, if known (e.g. mcp-search); default: everything'),
-        lookback: z.string().optional().describe('How far back to judge, e.g. 30m, 60m, 6h (default 60m)'),
+        lookback: z
+          .string()
+          .regex(/^\d+(\.\d+)?(ms|s|m|h|d|w)$/, 'a duration with its unit, e.g. 30m, 60m or 6h')
+          .optional()
+          .describe('How far back to judge, e.g. 30m, 60m, 6h (default 60m)'),
       },
     },
     async ({ component, lookback }) => {
-      const scope = component ? `, "component": "${component}"` : '';
+      // JSON-quoted: the name goes into argument examples the agent copies
+      const scope = component ? `, "component": ${JSON.stringify(component)}` : '';
       const window = lookback ?? '60m';
       return userMessage(
         [
@@ -51,11 +56,15 @@ export function registerLoopPrompts(server: McpServer): void {
         'Reviews the platform (and Kiwi itself) over a period: health per component, anomalies found and resolved, trends and ' +
         'forecasts, directive runs, and what to improve.',
       argsSchema: {
-        days: z.string().optional().describe('How many days to review (default 7)'),
+        days: z
+          .string()
+          .regex(/^[1-9]\d{0,2}$/, 'a whole number of days from 1 to 999, e.g. 7')
+          .optional()
+          .describe('How many days to review (default 7)'),
       },
     },
     async ({ days }) => {
-      const span = `${Number(days ?? 7) || 7}d`;
+      const span = `${days ?? 7}d`;
       return userMessage(
         [
           `Write a health review of the platform over the last ${span} using Kiwi's tools.`,

@@ -460,7 +460,13 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
     {
       title: 'Write a directive',
       description: 'Guides writing a new directive: the format, the JSON Schema, an example, and the validate-until-clean loop.',
-      argsSchema: { goal: z.string().describe('what the directive should do, e.g. "when mcp-search is slow, raise its timeout and verify"') },
+      argsSchema: {
+        goal: z
+          .string()
+          .trim()
+          .min(1, 'say what the directive should do')
+          .describe('what the directive should do, e.g. "when mcp-search is slow, raise its timeout and verify"'),
+      },
     },
     async ({ goal }) => {
       const example = service.yamlOf('auto_heal_anomaly') ?? service.library.list()[0]?.loaded.text ?? '';
