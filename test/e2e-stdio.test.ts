@@ -133,6 +133,9 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     const badType = await call('query_metrics', { name: 'x', max_series: 'many' });
     expect(badType.isError).toBe(true);
     expect(text(badType)).toMatch(/max_series/);
+    // neither a string nor a number: the union says what it wanted, not just "Invalid input"
+    const notATime = await call('query_metrics', { name: 'x', from: true });
+    expect(text(notATime)).toMatch(/expected a time: ISO 8601, epoch seconds or milliseconds, "now", or relative like "-15m".* at from$/);
     const badTime = await call('query_metrics', { name: 'x', from: 'the dawn of time' });
     expect(badTime.isError).toBe(true);
     expect(text(badTime)).toMatch(/^from: /);

@@ -6,6 +6,7 @@ import { detectAnomalies } from '../../detect/service.js';
 import { ANOMALY_STATUSES, AnomalyStore, type Anomaly } from '../../store/anomalies.js';
 import type { Store } from '../../store/store.js';
 import { iso, parseDuration, parseTimeInput } from '../../time.js';
+import { timeInput } from '../arguments.js';
 import { answer, boundedAttrs, round } from '../format.js';
 
 const LIMITS = { anomalies: 50, list: 100, evidenceChars: 3000 } as const;
@@ -66,7 +67,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         `0.5: p < 1e-6). At most ${LIMITS.anomalies} anomalies (limit, default 20), evidence cut at ${LIMITS.evidenceChars} characters.`,
       inputSchema: {
         lookback: z.string().default('60m').describe('Window to judge, e.g. 15m, 60m, 6h'),
-        at: z.union([z.string(), z.number()]).optional().describe('End of the window (default now): ISO 8601, epoch, or -2h. A past window closes no anomaly last seen after it'),
+        at: timeInput.optional().describe('End of the window (default now): ISO 8601, epoch, or -2h. A past window closes no anomaly last seen after it'),
         component: z.string().optional().describe('Judge only this component'),
         types: z.array(z.enum(ANOMALY_TYPES)).optional().describe('Run only the checks for these types'),
         sensitivity: z.number().min(0).max(1).optional().describe('0..1; default the detect.sensitivity setting (0.5: p < 1e-6; 1: p < 1e-3; 0: p < 1e-9)'),
@@ -144,7 +145,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         status: z.array(z.enum(ANOMALY_STATUSES)).optional().describe('Default: open and acknowledged'),
         component: z.string().optional(),
         type: z.string().optional(),
-        since: z.union([z.string(), z.number()]).optional().describe('Anomalies last seen at or after this time: ISO 8601, epoch, or relative like -7d'),
+        since: timeInput.optional().describe('Anomalies last seen at or after this time: ISO 8601, epoch, or relative like -7d'),
         limit: z.number().int().min(1).max(LIMITS.list).default(20),
         offset: z.number().int().min(0).default(0),
       },

@@ -9,11 +9,8 @@ import { explainSymptom } from '../../explain/service.js';
 import { DERIVED_METRICS, type Explained } from '../../explain/types.js';
 import type { Store } from '../../store/store.js';
 import { formatDuration, iso } from '../../time.js';
+import { timeInput } from '../arguments.js';
 import { answer, truncate } from '../format.js';
-
-const timeInput = z
-  .union([z.string(), z.number()])
-  .describe('ISO 8601, epoch seconds or milliseconds, "now", or relative like "-15m", "-2h"');
 
 const nullableNumber = z.number().nullable();
 

@@ -7,6 +7,7 @@ import { EVENT_LEVELS } from '../../ingest/records.js';
 import { queryMetrics } from '../../query/metrics.js';
 import type { Store } from '../../store/store.js';
 import { formatDuration, iso, parseDuration, parseTimeInput } from '../../time.js';
+import { timeInput } from '../arguments.js';
 import { answer, boundedAttrs, formatBytes, labelText, round, truncate } from '../format.js';
 
 const LIMITS = {
@@ -22,9 +23,6 @@ const LIMITS = {
   healthComponents: 100,
 } as const;
 
-const timeInput = z
-  .union([z.string(), z.number()])
-  .describe('ISO 8601, epoch seconds or milliseconds, "now", or relative like "-15m", "-2h", "-7d"');
 
 function timeArg(field: string, value: string | number, now: number): number {
   try {
@@ -282,7 +280,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         `${LIMITS.events}) and the next_cursor of the previous page. Messages are cut at ${LIMITS.eventMessageChars} characters ` +
         `and attributes at ${LIMITS.eventAttrsChars}.`,
       inputSchema: {
-        kind: z.union([z.string(), z.array(z.string()).max(20)]).optional().describe('One kind or several: log, error, permission, connection, config, deploy, ...'),
+        kind: z.union([z.string(), z.array(z.string()).max(20)], { error: 'expected one event kind or a list of at most 20' }).optional().describe('One kind or several: log, error, permission, connection, config, deploy, ...'),
         component: z.string().optional(),
         min_level: z.enum(EVENT_LEVELS).optional().describe('Lowest level included (trace < debug < info < warn < error < fatal)'),
         text: z.string().max(200).optional().describe('Case-insensitive text the message contains'),
