@@ -153,6 +153,8 @@ describe('directives over MCP and the command line', () => {
     expect(templates.resourceTemplates.map((t) => t.uriTemplate)).toEqual(expect.arrayContaining(['kiwi://directives/{name}', 'kiwi://runs/{id}']));
     const yaml = await client.readResource({ uri: 'kiwi://directives/set_retention' });
     expect((yaml.contents[0] as { text: string }).text).toBe(SET_RETENTION);
+    // an unknown name is the caller's invalid parameter (not an internal error), its echo bounded
+    await expect(client.readResource({ uri: `kiwi://directives/${'n'.repeat(5000)}` })).rejects.toThrow(/-32602: no directive "n{99}…"$/);
     const prompt = await client.getPrompt({ name: 'author_directive', arguments: { goal: 'open the breaker of a flaky server' } });
     const promptText = (prompt.messages[0]!.content as { text: string }).text;
     expect(promptText).toContain('open the breaker of a flaky server');

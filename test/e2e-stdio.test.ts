@@ -150,6 +150,8 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     expect(text(backwards)).toMatch(/^to: must be later than from/);
     const backwardsEvents = await call('search_events', { from: '-1h', to: '-2h' });
     expect(text(backwardsEvents)).toBe('to: must be later than from');
+    const pastTheEnd = await call('list_series', { offset: 999 });
+    expect(text(pastTheEnd)).toMatch(/^\d+ series; offset 999 is past the last$/);
     const badCursor = await call('search_events', { cursor: 'not-a-cursor' });
     expect(text(badCursor)).toMatch(/^cursor: /);
     const twoSources = await call('ingest_telemetry', { jsonl: '', csv: '' });

@@ -182,7 +182,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
     {
       title: 'Get an anomaly',
       description: `One stored anomaly by id, with its evidence (cut at ${LIMITS.evidenceChars} characters).`,
-      inputSchema: { id: z.string() },
+      inputSchema: { id: z.string().max(100) },
       outputSchema: anomalyShape.shape,
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
@@ -201,7 +201,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         'Acknowledge, resolve, reopen, or mark an anomaly a false positive, with a note. A false-positive mark teaches detection: ' +
         'later findings on the same signal are held back unless 1.5x larger. Every change is audited.',
       inputSchema: {
-        id: z.string(),
+        id: z.string().max(100),
         action: z.enum(['acknowledge', 'resolve', 'false_positive', 'reopen']).describe('false_positive also teaches detection to hold back similar findings'),
         note: z.string().max(2000).optional().describe('Why; kept with the anomaly and in the audit trail'),
       },

@@ -6,6 +6,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ResourceTemplate, type McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { RunView, PlannedStep, StepRecord } from '../../directives/engine.js';
 import { formatDiagnostic } from '../../directives/load.js';
@@ -311,7 +312,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
       const errors = diagnostics.slice(0, 50).map(formatDiagnostic);
       return answer(
         { valid: diagnostics.length === 0, errors, error_count: diagnostics.length },
-        diagnostics.length === 0 ? 'valid' : `${diagnostics.length} errors:\n${errors.join('\n')}`,
+        diagnostics.length === 0 ? 'valid' : `${diagnostics.length} error${diagnostics.length === 1 ? '' : 's'}:\n${errors.join('\n')}`,
       );
     },
   );
@@ -431,7 +432,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
     async (uri, variables) => {
       const name = String(variables.name);
       const yaml = service.yamlOf(name);
-      if (yaml === null) throw new Error(`no directive "${name}"`);
+      if (yaml === null) throw new McpError(ErrorCode.InvalidParams, `no directive "${truncate(name, 100)}"`);
       return { contents: [{ uri: uri.href, mimeType: 'application/yaml', text: yaml }] };
     },
   );

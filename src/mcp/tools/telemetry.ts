@@ -155,7 +155,9 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
       }));
       const next = offset + rows.length < total ? offset + rows.length : null;
       const text = [
-        `${total} series${total > rows.length ? `, showing ${offset + 1}-${offset + rows.length}` : ''}`,
+        rows.length === 0 && offset > 0
+          ? `${total} series; offset ${offset} is past the last`
+          : `${total} series${total > rows.length ? `, showing ${offset + 1}-${offset + rows.length}` : ''}`,
         ...rows.map((r) => `${r.name}${labelText(r.component, r.labels)} last=${r.last_value ?? '-'} at ${r.last ?? '-'}`),
         ...(next !== null ? [`next page: offset=${next}`] : []),
       ].join('\n');
