@@ -88,6 +88,17 @@ describe('directives over MCP and the command line', () => {
       expect.stringMatching(/^<yaml>:6:20: unknown setting "a"; known: retention\.raw_days, /),
       '<yaml>:7:11: tool "run_directive" cannot be called from a step; use a directive step',
     ]);
+    // the arguments a tool step, or an action reached through a tool, passes are the tool's own
+    const misspelt = await client.callTool({
+      name: 'validate_directive',
+      arguments: {
+        yaml: 'name: x\nversion: 1.0.0\ndescription: d\npermissions: [read:metrics]\nsteps:\n  - action: detect\n    inputs: { lookbackk: 1h }\n  - tool: list_series\n    inputs: { limit: 5, offest: 5 }\n',
+      },
+    });
+    expect(structured<{ errors: string[] }>(misspelt).errors).toEqual([
+      '<yaml>:7:26: detect takes no input "lookbackk"; it takes lookback, at, component, types, sensitivity, limit',
+      '<yaml>:9:33: tool "list_series" takes no input "offest"; it takes name, name_prefix, component, limit, offset',
+    ]);
   });
 
   it('an agent plans, then asks to execute; its own approval does not count; a human approves from the CLI', async () => {

@@ -28,6 +28,8 @@ export interface ToolInfo {
   name: string;
   readOnly: boolean;
   destructive: boolean;
+  /** The argument names the tool takes, when known: validation refuses others (the tools refuse them too). */
+  inputs?: readonly string[];
 }
 
 export interface ToolCallResult {

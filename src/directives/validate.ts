@@ -11,7 +11,7 @@ import { parseDurationText } from './duration.js';
 import { DirectiveExpressions, hasTemplate, type ExpressionScope } from './expressions.js';
 import { allSteps, type DirectiveLibrary, type StepVisit } from './library.js';
 import { formatDiagnostic, type Diagnostic, type LoadedDirective, type YamlPath } from './load.js';
-import { REFUSED_TOOLS, type ToolInfo } from './registry.js';
+import { CAPABILITY_NAMES, CAPABILITY_TOOLS, REFUSED_TOOLS, type CapabilityName, type ToolInfo } from './registry.js';
 import type { DirectiveDefinition, InputSpec, Permission, StepDefinition, StepKind } from './schema.js';
 import { resolveScript, ScriptRefError } from './scripts.js';
 
@@ -163,6 +163,15 @@ export function validateDirective(loaded: LoadedDirective, ctx: ValidationContex
       }
     }
     if (needs.kind === 'action') checkActionInputs(step, path, report);
+    // A tool step, or an action reached through a tool, takes that tool's arguments: a misspelt one
+    // would fail only at execute (the tools refuse unknown arguments), so it is named here.
+    const toolName = needs.kind === 'tool' ? step.tool! : needs.kind === 'action' && isCapabilityName(step.action!) ? CAPABILITY_TOOLS[step.action] : undefined;
+    const takes = toolName === undefined ? undefined : ctx.tools.find((t) => t.name === toolName)?.inputs;
+    if (takes !== undefined) {
+      for (const key of Object.keys(step.inputs ?? {})) {
+        if (!takes.includes(key)) report([...path, 'inputs', key], `${needs.kind === 'tool' ? `tool "${toolName}"` : step.action} takes no input "${key}"; it takes ${takes.join(', ') || 'none'}`);
+      }
+    }
     for (const permission of needs.permissions) {
       if (!declared.has(permission)) {
         const why = needs.kind === 'directive' ? `directive "${needs.ref}" declares it` : `${needs.kind} "${needs.ref}" needs it`;
@@ -268,3 +277,7 @@ export function inputValueProblem(spec: InputSpec, value: unknown): string | nul
 }
 
 export type { DirectiveDefinition };
+
+function isCapabilityName(action: string): action is CapabilityName {
+  return (CAPABILITY_NAMES as readonly string[]).includes(action);
+}

@@ -61,7 +61,7 @@ export function inProcessToolCaller(createServer: () => McpServer): ToolCaller {
           const page = await c.listTools(cursor ? { cursor } : {});
           for (const t of page.tools) {
             const readOnly = t.annotations?.readOnlyHint === true;
-            out.push({ name: t.name, readOnly, destructive: t.annotations?.destructiveHint ?? !readOnly });
+            out.push({ name: t.name, readOnly, destructive: t.annotations?.destructiveHint ?? !readOnly, inputs: Object.keys(t.inputSchema.properties ?? {}) });
           }
           cursor = page.nextCursor;
         } while (cursor);
