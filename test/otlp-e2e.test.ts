@@ -9,7 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { context, diag, DiagLogLevel, ROOT_CONTEXT, SeverityNumber, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, diag, DiagLogLevel, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { SeverityNumber } from '@opentelemetry/api-logs';
 import { OTLPLogExporter as JsonLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
 import { OTLPLogExporter as ProtoLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
 import { AggregationTemporalityPreference, OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
@@ -19,7 +20,7 @@ import { OTLPTraceExporter as ProtoTraceExporter } from '@opentelemetry/exporter
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { InMemoryLogRecordExporter, LoggerProvider, SimpleLogRecordProcessor } from '@opentelemetry/sdk-logs';
 import { AggregationType, InstrumentType, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import Database from 'better-sqlite3';
@@ -147,7 +148,7 @@ describe('kiwi otlp, fed by the OpenTelemetry JS SDK exporters', () => {
     const served = await otlp(join(tempDir(), 'kiwi.db'));
     const memory = new InMemorySpanExporter();
     const providerFor = (service: string) =>
-      new TracerProvider({ resource: resourceFromAttributes({ 'service.name': service, 'service.version': '3.1.0' }), spanProcessors: [new SimpleSpanProcessor({ exporter: memory })] });
+      new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': service, 'service.version': '3.1.0' }), spanProcessors: [new SimpleSpanProcessor(memory)] });
 
     // The agent thread, recorded by the agent.
     const agent = providerFor('agent-coder').getTracer('agent');
@@ -306,9 +307,9 @@ describe('kiwi otlp, fed by the OpenTelemetry JS SDK exporters', () => {
   it('stores log records from the protobuf and JSON exporters as events, with trace context', async () => {
     const served = await otlp(join(tempDir(), 'kiwi.db'));
     const memory = new InMemoryLogRecordExporter();
-    const provider = new LoggerProvider({ resource: resourceFromAttributes({ 'service.name': 'checkout' }), processors: [new SimpleLogRecordProcessor({ exporter: memory })] });
+    const provider = new LoggerProvider({ resource: resourceFromAttributes({ 'service.name': 'checkout' }), processors: [new SimpleLogRecordProcessor(memory)] });
     const logger = provider.getLogger('app');
-    const tracer = new TracerProvider().getTracer('t');
+    const tracer = new BasicTracerProvider().getTracer('t');
     const span = tracer.startSpan('POST /pay');
     logger.emit({
       timestamp: new Date(BASE + 1000),
@@ -465,7 +466,7 @@ describe('kiwi serve --http also receives OTLP', () => {
   it('under the same Host and token rules as /mcp, and what it receives is what MCP tools answer about', async () => {
     const served = await startKiwi(['serve', '--http', '--no-self-telemetry'], join(tempDir(), 'kiwi.db'), { KIWI_TOKEN: 'otlp-s3cret' });
     const memory = new InMemorySpanExporter();
-    const provider = new TracerProvider({ resource: resourceFromAttributes({ 'service.name': 'mcp-search' }), spanProcessors: [new SimpleSpanProcessor({ exporter: memory })] });
+    const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'mcp-search' }), spanProcessors: [new SimpleSpanProcessor(memory)] });
     const tracer = provider.getTracer('mcp');
     for (let i = 0; i < 4; i++) {
       tracer
