@@ -5,7 +5,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parseIncidentList, writeScenario } from './generate/index.js';
 import { createKiwi, type Kiwi } from './index.js';
-import { formatIngestError, ingestFile, ingestStream, type IngestSummary } from './ingest/ingest.js';
+import { formatIngestError, formatWritten, ingestFile, ingestStream, type IngestSummary } from './ingest/ingest.js';
 import { log } from './log.js';
 import { DEFAULT_HTTP_PORT, startHttp, type RunningHttp } from './mcp/http.js';
 import { DEFAULT_OTLP_PORT } from './ingest/otlp/defaults.js';
@@ -393,12 +393,8 @@ async function ingest(values: Values, files: string[]): Promise<number> {
       }
       for (const e of summary.errors) process.stderr.write(`${formatIngestError(e)}\n`);
       if (summary.errors_truncated) process.stderr.write(`${file}: … more errors not shown\n`);
-      const { metrics, events, spans } = summary.written;
       const strictNote = summary.strict && summary.rejected > 0 ? ' (strict: file rejected, nothing written)' : '';
-      process.stdout.write(
-        `${summary.source}: accepted ${summary.accepted}, rejected ${summary.rejected}${strictNote}; ` +
-          `wrote ${metrics} points, ${events} events, ${spans} spans\n`,
-      );
+      process.stdout.write(`${summary.source}: accepted ${summary.accepted}, rejected ${summary.rejected}${strictNote}; ${formatWritten(summary.written)}\n`);
       rejected += summary.rejected;
     }
   } finally {

@@ -164,7 +164,7 @@ interface IngestAnswer {
   format: string | null;
   accepted: number;
   rejected: number;
-  written: { metrics: number; events: number; spans: number };
+  written: { metrics: number; events: number; spans: number; unchanged: number };
   errors: string[];
   strict: boolean;
 }
@@ -225,7 +225,7 @@ describe('kiwi serve --http', () => {
     // Ingest: metrics, an event and a span as JSONL, plus one bad line.
     const ingested = structured<IngestAnswer>(await call(a, 'ingest_telemetry', { jsonl: checkoutJsonl() }));
     expect(ingested).toMatchObject({ source: 'jsonl', format: 'jsonl', accepted: 8, rejected: 1, strict: false });
-    expect(ingested.written).toEqual({ metrics: 6, events: 1, spans: 1 });
+    expect(ingested.written).toEqual({ metrics: 6, events: 1, spans: 1, unchanged: 0 });
     expect(ingested.errors).toHaveLength(1);
     expect(ingested.errors[0]).toMatch(/^jsonl:9: /);
 
@@ -276,7 +276,7 @@ describe('kiwi serve --http', () => {
     const fromB = structured<IngestAnswer>(
       await call(b, 'ingest_telemetry', { records: [{ type: 'metric', ts: BASE, name: 'queue.depth', component: 'worker', value: 42 }] }),
     );
-    expect(fromB.written).toEqual({ metrics: 1, events: 0, spans: 0 });
+    expect(fromB.written).toEqual({ metrics: 1, events: 0, spans: 0, unchanged: 0 });
     const seenByA = structured<SeriesAnswer>(await call(a, 'list_series', { name: 'queue.depth' }));
     expect(seenByA.series).toEqual([expect.objectContaining({ component: 'worker', last_value: 42 })]);
 

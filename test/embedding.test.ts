@@ -70,7 +70,7 @@ describe('createKiwi (embedding)', () => {
       format: null,
       accepted: 4,
       rejected: 1,
-      written: { metrics: 3, events: 1, spans: 0 },
+      written: { metrics: 3, events: 1, spans: 0, unchanged: 0 },
       errors: [expect.stringMatching(/^records:5: .*value/)],
       strict: false,
     });

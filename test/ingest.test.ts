@@ -55,7 +55,13 @@ describe('JSONL', () => {
     expect(store.findSeries({}).total).toBe(0);
     expect(store.searchEvents({}, 10).events).toEqual([]);
     const good = ingestText(store, [GOOD_METRIC, GOOD_EVENT, GOOD_SPAN].join('\n'), 'b.jsonl', { strict: true });
-    expect(good.written).toEqual({ metrics: 1, events: 1, spans: 1 });
+    expect(good.written).toEqual({ metrics: 1, events: 1, spans: 1, unchanged: 0 });
+    // the same records again are already stored as sent: nothing is written, and the summary says so
+    const again = ingestText(store, [GOOD_METRIC, GOOD_EVENT, GOOD_SPAN].join('\n'), 'b.jsonl');
+    expect(again.written).toEqual({ metrics: 0, events: 0, spans: 0, unchanged: 3 });
+    // a new value for a stored point replaces it, and counts as written
+    const corrected = JSON.stringify({ ...(JSON.parse(GOOD_METRIC) as object), value: 12345 });
+    expect(ingestText(store, corrected, 'c.jsonl').written).toEqual({ metrics: 1, events: 0, spans: 0, unchanged: 0 });
     store.close();
   });
 

@@ -11,7 +11,7 @@ import { access } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { Store, WriteSummary } from '../store/store.js';
+import { NOTHING_WRITTEN, type Store, type WriteSummary } from '../store/store.js';
 import {
   LineParser,
   type FromWorker,
@@ -61,6 +61,11 @@ export function formatIngestError(e: IngestError): string {
   return `${e.source}:${e.line}: ${e.reason}`;
 }
 
+/** `wrote 3 points, 1 events, 0 spans`, and how many records were already stored as sent. */
+export function formatWritten(w: WriteSummary): string {
+  return `wrote ${w.metrics} points, ${w.events} events, ${w.spans} spans${w.unchanged ? ` (${w.unchanged} already stored as sent)` : ''}`;
+}
+
 /** Applies parsed batches to the store and adds them up into a summary. */
 class BatchWriter {
   private readonly seriesIds: number[] = [];
@@ -77,7 +82,7 @@ class BatchWriter {
       format: null,
       accepted: 0,
       rejected: 0,
-      written: { metrics: 0, events: 0, spans: 0 },
+      written: { ...NOTHING_WRITTEN },
       errors: [],
       errors_truncated: false,
       strict,
@@ -111,6 +116,7 @@ class BatchWriter {
     this.summary.written.metrics += written.metrics;
     this.summary.written.events += written.events;
     this.summary.written.spans += written.spans;
+    this.summary.written.unchanged += written.unchanged;
   }
 }
 

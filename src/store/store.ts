@@ -82,11 +82,15 @@ export interface ComponentRow {
   last_seen: number;
 }
 
+/** What a write stored: new or changed points, events and spans, and the records identical to what was already there. */
 export interface WriteSummary {
   metrics: number;
   events: number;
   spans: number;
+  unchanged: number;
 }
+
+export const NOTHING_WRITTEN: Readonly<WriteSummary> = { metrics: 0, events: 0, spans: 0, unchanged: 0 };
 
 /** A batch as the ingest parser produces it: metric points as columns, other records as objects. */
 export interface ColumnarBatch {
@@ -216,14 +220,20 @@ export class Store {
       seriesInsert: db.prepare('INSERT OR IGNORE INTO series (name, component, labels) VALUES (?, ?, ?)'),
       seriesId: db.prepare('SELECT id FROM series WHERE name = ? AND component = ? AND labels = ?').pluck(),
       pointUpsert: db.prepare(
-        'INSERT INTO points (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value',
+        // a point sent again replaces the stored value; the same value again writes nothing (changes 0)
+        'INSERT INTO points (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value',
       ),
       eventInsert: db.prepare(
         'INSERT OR IGNORE INTO events (ts, kind, component, level, message, attrs, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       spanUpsert: db.prepare(
-        `INSERT OR REPLACE INTO spans (trace_id, span_id, parent_id, name, component, start_ts, duration_ms, status, attrs)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO spans (trace_id, span_id, parent_id, name, component, start_ts, duration_ms, status, attrs)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (trace_id, span_id) DO UPDATE SET
+           parent_id = excluded.parent_id, name = excluded.name, component = excluded.component, start_ts = excluded.start_ts,
+           duration_ms = excluded.duration_ms, status = excluded.status, attrs = excluded.attrs
+         WHERE (parent_id, name, component, start_ts, duration_ms, status, attrs) IS NOT
+               (excluded.parent_id, excluded.name, excluded.component, excluded.start_ts, excluded.duration_ms, excluded.status, excluded.attrs)`,
       ),
       componentSeen: db.prepare(
         `INSERT INTO components (name, first_seen, last_seen) VALUES (?, ?, ?)
@@ -290,7 +300,7 @@ export class Store {
 
   /** Writes a batch in one transaction: all of it lands, or none of it. */
   writeRecords(records: readonly TelemetryRecord[]): WriteSummary {
-    const summary: WriteSummary = { metrics: 0, events: 0, spans: 0 };
+    const summary: WriteSummary = { ...NOTHING_WRITTEN };
     if (records.length === 0) return summary;
     const seen = new Map<string, { first: number; last: number }>();
     const note = (component: string, ts: number) => {
@@ -306,18 +316,15 @@ export class Store {
         for (const r of records) {
           switch (r.type) {
             case 'metric':
-              this.writePoint(r);
-              summary.metrics++;
+              count(summary, 'metrics', this.writePoint(r));
               note(r.component, r.ts);
               break;
             case 'event':
-              this.writeEvent(r);
-              summary.events++;
+              count(summary, 'events', this.writeEvent(r));
               note(r.component, r.ts);
               break;
             case 'span':
-              this.writeSpan(r);
-              summary.spans++;
+              count(summary, 'spans', this.writeSpan(r));
               note(r.component, r.start);
               break;
           }
@@ -330,20 +337,18 @@ export class Store {
 
   /** Writes a parsed batch in one transaction (the file-ingest path). */
   writeColumnar(batch: ColumnarBatch): WriteSummary {
-    const summary: WriteSummary = { metrics: batch.ts.length, events: 0, spans: 0 };
+    const summary: WriteSummary = { ...NOTHING_WRITTEN };
     const { keyIndex, seriesIds, ts, values } = batch;
     this.db
       .transaction(() => {
         const upsert = this.stmt.pointUpsert;
-        for (let i = 0; i < ts.length; i++) upsert.run(seriesIds[keyIndex[i]!], ts[i], values[i]);
+        let changed = 0;
+        for (let i = 0; i < ts.length; i++) changed += upsert.run(seriesIds[keyIndex[i]!], ts[i], values[i]).changes;
+        summary.metrics = changed;
+        summary.unchanged = ts.length - changed;
         for (const r of batch.records) {
-          if (r.type === 'event') {
-            this.writeEvent(r);
-            summary.events++;
-          } else {
-            this.writeSpan(r);
-            summary.spans++;
-          }
+          if (r.type === 'event') count(summary, 'events', this.writeEvent(r));
+          else count(summary, 'spans', this.writeSpan(r));
         }
         for (const [name, first, last] of batch.components) this.stmt.componentSeen.run(name, first, last);
       })
@@ -356,17 +361,18 @@ export class Store {
     return this.db.transaction(fn).immediate();
   }
 
-  private writePoint(r: MetricRecord): void {
-    this.stmt.pointUpsert.run(this.seriesIdFor(r.name, r.component, r.labels), r.ts, r.value);
+  /** Each write returns how many rows it changed: 0 when the record was already stored as it is. */
+  private writePoint(r: MetricRecord): number {
+    return this.stmt.pointUpsert.run(this.seriesIdFor(r.name, r.component, r.labels), r.ts, r.value).changes;
   }
 
-  private writeEvent(r: EventRecord): void {
+  private writeEvent(r: EventRecord): number {
     const attrs = JSON.stringify(r.attrs);
-    this.stmt.eventInsert.run(r.ts, r.kind, r.component, r.level, r.message, attrs, eventFingerprint(r, attrs));
+    return this.stmt.eventInsert.run(r.ts, r.kind, r.component, r.level, r.message, attrs, eventFingerprint(r, attrs)).changes;
   }
 
-  private writeSpan(r: SpanRecord): void {
-    this.stmt.spanUpsert.run(
+  private writeSpan(r: SpanRecord): number {
+    return this.stmt.spanUpsert.run(
       r.trace_id,
       r.span_id,
       r.parent_id,
@@ -376,7 +382,7 @@ export class Store {
       r.duration_ms,
       r.status,
       JSON.stringify(r.attrs),
-    );
+    ).changes;
   }
 
   /** Labels must already be canonical (keys sorted), as `normaliseRecord` leaves them. */
@@ -692,3 +698,8 @@ function eventConditions(filter: EventFilter): Conditions {
 
 
 export type { Bucket };
+
+function count(summary: WriteSummary, kind: 'metrics' | 'events' | 'spans', changes: number): void {
+  if (changes > 0) summary[kind]++;
+  else summary.unchanged++;
+}

@@ -15,7 +15,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzip } from 'node:zlib';
 import { log } from '../../log.js';
-import type { Store, WriteSummary } from '../../store/store.js';
+import { NOTHING_WRITTEN, type Store, type WriteSummary } from '../../store/store.js';
 import { mapLogs } from './logs.js';
 import { mapMetrics } from './metrics.js';
 import { DEFAULT_OTLP_MAX_BODY } from './defaults.js';
@@ -158,7 +158,7 @@ export class OtlpReceiver {
       changes = this.state.begin();
       mapped = mapMetrics(request, changes);
     }
-    const written = mapped.records.length > 0 ? this.store.writeRecords(mapped.records) : { metrics: 0, events: 0, spans: 0 };
+    const written = mapped.records.length > 0 ? this.store.writeRecords(mapped.records) : { ...NOTHING_WRITTEN };
     // Only now that the records are stored does the cumulative state move on.
     changes?.commit();
     return {

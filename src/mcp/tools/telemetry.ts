@@ -2,7 +2,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { systemHealth } from '../../health/health.js';
-import { formatIngestError, ingestText, ingestValues, type IngestSummary } from '../../ingest/ingest.js';
+import { formatIngestError, formatWritten, ingestText, ingestValues, type IngestSummary } from '../../ingest/ingest.js';
 import { EVENT_LEVELS } from '../../ingest/records.js';
 import { queryMetrics } from '../../query/metrics.js';
 import type { Store } from '../../store/store.js';
@@ -51,7 +51,7 @@ function renderIngest(s: IngestSummary): string {
   const lines = [
     `${s.source}: accepted ${s.accepted}, rejected ${s.rejected}` +
       (s.strict && s.rejected > 0 ? ' (strict: nothing written)' : '') +
-      ` — wrote ${s.written.metrics} points, ${s.written.events} events, ${s.written.spans} spans`,
+      ` — ${formatWritten(s.written)}`,
     ...s.errors.slice(0, LIMITS.ingestErrorsShown).map(formatIngestError),
   ];
   if (s.rejected > LIMITS.ingestErrorsShown) lines.push(`… ${s.rejected - LIMITS.ingestErrorsShown} more rejected lines`);
@@ -114,7 +114,9 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         format: z.enum(['jsonl', 'csv']).nullable(),
         accepted: z.number(),
         rejected: z.number(),
-        written: z.object({ metrics: z.number(), events: z.number(), spans: z.number() }),
+        written: z
+          .object({ metrics: z.number(), events: z.number(), spans: z.number(), unchanged: z.number() })
+          .describe('New or changed points, events and spans; unchanged: records already stored exactly as sent'),
         errors: z.array(z.string()).describe('source:line: reason, at most 20'),
         strict: z.boolean(),
       },
