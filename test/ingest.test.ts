@@ -150,6 +150,17 @@ describe('CSV', () => {
     store.close();
   });
 
+  it('refuses a record more than a day ahead of the clock, naming it, and keeps one an hour ahead', () => {
+    const store = openStore();
+    const at = (ms: number) => JSON.stringify({ type: 'metric', ts: ms, name: 'm', component: 'c', value: 1 });
+    const summary = ingestText(store, [at(Date.now() + 3_600_000), at(Date.UTC(2062, 10, 21))].join('\n'), 'f.jsonl');
+    expect(summary).toMatchObject({ accepted: 1, rejected: 1 });
+    expect(formatIngestError(summary.errors[0]!)).toMatch(
+      /^f\.jsonl:2: ts: 2062-11-21T00:00:00\.000Z is more than a day ahead of this machine's clock \(.+\); check its unit or time zone$/,
+    );
+    store.close();
+  });
+
   it('reads past a byte-order mark at the start of the text', () => {
     const store = openStore();
     const jsonl = ingestText(store, `\uFEFF${JSON.stringify({ type: 'metric', ts: 1_700_000_000_000, name: 'm', component: 'c', value: 1 })}\n`, 'bom.jsonl');

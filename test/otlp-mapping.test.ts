@@ -337,6 +337,8 @@ describe.each<Format>(['json', 'protobuf'])('OTLP metrics mapping (%s)', (format
               { timeUnixNano: '0', asDouble: 0.6 },
               { timeUnixNano: ns(BASE + 1000), asDouble: 'NaN' },
               { timeUnixNano: ns(BASE + 2000), asDouble: 0.7, flags: 1 },
+              // a day and more ahead of the clock: a unit or time-zone mistake, not the newest value
+              { timeUnixNano: ns(Date.now() + 2 * 86_400_000), asDouble: 0.8 },
             ],
           },
         },
@@ -347,9 +349,10 @@ describe.each<Format>(['json', 'protobuf'])('OTLP metrics mapping (%s)', (format
       ]),
       format,
     );
-    expect(outcome.rejected).toBe(3);
+    expect(outcome.rejected).toBe(4);
     expect(outcome.accepted).toBe(2);
-    expect(outcome.message).toMatch(/^3 data points rejected: /);
+    expect(outcome.message).toMatch(/^4 data points rejected: /);
+    expect(outcome.message).toMatch(/metric "cpu": time_unix_nano \S+ is more than a day ahead of this machine's clock/);
     expect(outcome.message).toContain('metric "cpu": data point without time_unix_nano');
     expect(outcome.message).toContain('metric "cpu": value NaN is not a finite number');
     expect(outcome.message).toContain('metric "latency": 2 bucket_counts for 3 explicit_bounds (expected 4)');
@@ -398,6 +401,7 @@ describe.each<Format>(['json', 'protobuf'])('OTLP spans and logs mapping (%s)', 
                 // Rejected: a trace id of the wrong length, and no end time.
                 { traceId: 'abcd', spanId: 'eee19b7ec3c1b175', name: 'bad', startTimeUnixNano: ns(BASE), endTimeUnixNano: ns(BASE + 1) },
                 { traceId, spanId: 'eee19b7ec3c1b176', name: 'unfinished', startTimeUnixNano: ns(BASE) },
+                { traceId, spanId: 'eee19b7ec3c1b177', name: 'future', startTimeUnixNano: ns(Date.now() + 3 * 86_400_000), endTimeUnixNano: ns(Date.now() + 3 * 86_400_000 + 5) },
               ],
             },
           ],
@@ -406,7 +410,8 @@ describe.each<Format>(['json', 'protobuf'])('OTLP spans and logs mapping (%s)', 
     };
     const outcome = send(receiver, 'traces', body, format);
     expect(outcome.accepted).toBe(2);
-    expect(outcome.rejected).toBe(2);
+    expect(outcome.rejected).toBe(3);
+    expect(outcome.message).toMatch(/span eee19b7ec3c1b177 "future": start_time_unix_nano \S+ is more than a day ahead/);
     expect(outcome.message).toContain('span eee19b7ec3c1b175 "bad": trace_id must be 16 bytes');
     expect(outcome.message).toContain('span eee19b7ec3c1b176 "unfinished": end_time_unix_nano is missing');
 

@@ -262,7 +262,28 @@ function fastMetric(raw: Record<string, unknown>): MetricRecord | null {
 }
 
 /** Validates one decoded record and returns its normalised form, or throws with a readable reason. */
+/**
+ * How far ahead of this machine's clock a record may be: clocks drift by seconds, but a day
+ * ahead is a unit or time-zone mistake, and stored it would stand for the newest data of its
+ * component for as long (hiding its silence from health, stretching analysis windows).
+ */
+export const FUTURE_TOLERANCE_MS = 86_400_000;
+
+/** Why `ms` is too far ahead of the clock to store, or null. */
+export function tooFarAhead(ms: number, now: number = Date.now()): string | null {
+  if (ms <= now + FUTURE_TOLERANCE_MS) return null;
+  return `${new Date(ms).toISOString()} is more than a day ahead of this machine's clock (${new Date(now).toISOString()}); check its unit or time zone`;
+}
+
+/** A record from its JSONL/JSON form, checked and canonical; throws `field: reason`. */
 export function normaliseRecord(raw: unknown): TelemetryRecord {
+  const record = normaliseShape(raw);
+  const ahead = tooFarAhead(record.type === 'span' ? record.start : record.ts);
+  if (ahead) throw new Error(`${record.type === 'span' ? 'start' : 'ts'}: ${ahead}`);
+  return record;
+}
+
+function normaliseShape(raw: unknown): TelemetryRecord {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new Error('record must be a JSON object');
   }

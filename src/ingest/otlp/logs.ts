@@ -1,5 +1,6 @@
 /** OTLP log records → Kiwi events (documented in docs/TELEMETRY.md). */
 import { KNOWN_EVENT_KINDS, type Attributes, type EventLevel, type EventRecord, type TelemetryRecord } from '../records.js';
+import { tooFarAhead } from '../records.js';
 import { anyValueToJson, attributesToObject, idHex, inEpochRange, MAX_MESSAGE, nanosToMs, Rejections, resourceInfo } from './common.js';
 import type { MappedBatch } from './traces.js';
 import type { LogRecord, LogsRequest } from './types.js';
@@ -50,6 +51,11 @@ export function mapLogs(request: LogsRequest, now: number): MappedBatch {
         const ts = time > 0 ? Math.round(time) : now;
         if (!inEpochRange(ts)) {
           rejections.add(`log record ${Math.round(time)} ms: time_unix_nano is outside 1970..2200`);
+          continue;
+        }
+        const ahead = tooFarAhead(ts, now);
+        if (ahead) {
+          rejections.add(`log record: time_unix_nano ${ahead}`);
           continue;
         }
         const attrs = attributesToObject(log.attributes);

@@ -26,6 +26,7 @@ import {
   type ExponentialSide,
 } from '../../stats/histogram.js';
 import type { Labels, MetricRecord, TelemetryRecord } from '../records.js';
+import { tooFarAhead } from '../records.js';
 import { attributesToLabels, inEpochRange, MAX_NAME, nanosToMs, Rejections, resourceInfo, uint64 } from './common.js';
 import { cumulativeStep, type StateChanges } from './state.js';
 import type { MappedBatch } from './traces.js';
@@ -142,6 +143,11 @@ function pointTimes(name: string, p: PointBase, ctx: Context): PointTimes | null
   }
   if (!inEpochRange(time)) {
     ctx.rejections.add(`metric "${name}": time_unix_nano ${Math.round(time)} ms is outside 1970..2200`);
+    return null;
+  }
+  const ahead = tooFarAhead(time);
+  if (ahead) {
+    ctx.rejections.add(`metric "${name}": time_unix_nano ${ahead}`);
     return null;
   }
   return { start: nanosToMs(p.startTimeUnixNano), time, ts: Math.round(time), labels: attributesToLabels(p.attributes, ctx.seriesLabels) };

@@ -2,7 +2,7 @@
  * OTLP spans → Kiwi spans (one per OTLP span) and error events (one per `exception` span event).
  * The mapping is documented in docs/TELEMETRY.md ("OpenTelemetry (OTLP) ingest").
  */
-import type { Attributes, EventRecord, SpanRecord, SpanStatus, TelemetryRecord } from '../records.js';
+import { tooFarAhead, type Attributes, type EventRecord, type SpanRecord, type SpanStatus, type TelemetryRecord } from '../records.js';
 import {
   attributesToObject,
   durationMs,
@@ -69,6 +69,8 @@ function mapSpan(
   if (start === 0) return 'start_time_unix_nano is missing';
   if (end === 0) return 'end_time_unix_nano is missing';
   if (!inEpochRange(start) || !inEpochRange(end)) return 'start or end time is outside 1970..2200';
+  const ahead = tooFarAhead(start);
+  if (ahead) return `start_time_unix_nano ${ahead}`;
   const duration = durationMs(span.startTimeUnixNano, span.endTimeUnixNano);
   if (duration < 0) return 'end_time_unix_nano is before start_time_unix_nano';
 
