@@ -290,6 +290,12 @@ function commandHelp(name: string, c: Command): string {
  */
 const STDIO_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
+/** A flag given where it would do nothing is a mistake to name, not to ignore. */
+function refuseFlags(values: Values, names: readonly string[], context: string): void {
+  const given = names.filter((n) => values[n] !== undefined);
+  if (given.length) throw new UsageError(`${given.map((n) => `--${n}`).join(', ')} ${given.length === 1 ? 'has' : 'have'} no effect ${context}`);
+}
+
 /**
  * The store for a command that reads what is there (detect, explain, forecast, prune): a path
  * with no database behind it is a mistyped --db or KIWI_DB, not a wish for an empty store.
@@ -305,6 +311,7 @@ function openExistingStore(values: Values): Store {
 }
 
 async function serve(values: Values): Promise<number> {
+  if (!values.http) refuseFlags(values, ['port', 'host', 'allowed-hosts'], 'without --http (stdio has no port)');
   const selfIntervalMs = durationFlag(values, 'self-interval');
   const kiwi = createKiwi({
     db: values.db as string | undefined,
@@ -436,7 +443,10 @@ async function generate(values: Values): Promise<number> {
 }
 
 async function detect(values: Values): Promise<number> {
-  if (values.csv !== undefined || values.out !== undefined) return detectCsv(values);
+  if (values.csv !== undefined || values.out !== undefined) {
+    refuseFlags(values, ['db', 'lookback', 'at', 'component', 'type', 'sensitivity', 'json'], 'with --csv (it scores the file alone)');
+    return detectCsv(values);
+  }
   const types = (values.type as string | undefined)?.split(',').map((t) => t.trim()).filter(Boolean) ?? [];
   const unknown = types.filter((t) => !isAnomalyType(t));
   if (unknown.length) throw new UsageError(`--type: unknown ${unknown.join(', ')}; known: ${ANOMALY_TYPES.join(', ')}`);
@@ -662,7 +672,8 @@ async function settings(values: Values, args: string[]): Promise<number> {
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(`${mainHelp()}\n`);
+    // asked for, help is the answer (stdout); with no command at all it is a usage error (stderr)
+    (name === undefined ? process.stderr : process.stdout).write(`${mainHelp()}\n`);
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-v') {

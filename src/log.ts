@@ -5,10 +5,17 @@
 const LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 type Level = (typeof LEVELS)[number];
 
+let warnedLevel: string | null = null;
+
 function threshold(): number {
   const wanted = (process.env.KIWI_LOG_LEVEL ?? 'info') as Level;
   const index = LEVELS.indexOf(wanted);
-  return index < 0 ? 1 : index;
+  if (index >= 0) return index;
+  if (warnedLevel !== wanted) {
+    warnedLevel = wanted;
+    process.stderr.write(`${new Date().toISOString()} kiwi warn: KIWI_LOG_LEVEL=${JSON.stringify(wanted)} is not one of ${LEVELS.join(', ')}; using info\n`);
+  }
+  return 1;
 }
 
 function write(level: Exclude<Level, 'silent'>, message: string, fields?: Record<string, unknown>): void {

@@ -33,6 +33,18 @@ describe('kiwi --help', () => {
     expect(badFlag.code).toBe(2);
     expect(badFlag.stderr).toMatch(/--colour/);
     expect(badFlag.stderr).toMatch(/usage: kiwi ingest/);
+    const nothing = await runCli([]);
+    expect(nothing).toMatchObject({ code: 2, stdout: '' });
+    expect(nothing.stderr).toMatch(/^kiwi \d+\.\d+\.\d+: .*\n[^]*kiwi serve/);
+  });
+
+  it('names a flag given where it would do nothing, instead of ignoring it', async () => {
+    const port = await runCli(['serve', '--port', '9000']);
+    expect(port.code).toBe(2);
+    expect(port.stderr).toContain('kiwi serve: --port has no effect without --http (stdio has no port)');
+    const mixed = await runCli(['detect', '--csv', 'x.csv', '--out', '-', '--component', 'api', '--lookback', '2h']);
+    expect(mixed.code).toBe(2);
+    expect(mixed.stderr).toContain('kiwi detect: --lookback, --component have no effect with --csv (it scores the file alone)');
   });
 });
 
