@@ -176,6 +176,9 @@ describe('forecast_failure over stdio', () => {
     const horizon = await client.callTool({ name: 'forecast_failure', arguments: { horizon: 'soon' } });
     expect(horizon.isError).toBe(true);
     expect((horizon.content as { text: string }[])[0]!.text).toContain('horizon:');
+    // a metric and a target that disagree: neither is silently dropped
+    const both = await client.callTool({ name: 'forecast_failure', arguments: { target: 'latency', metric: 'process.memory.usage' } });
+    expect((both.content as { text: string }[])[0]!.text).toBe('metric: "process.memory.usage" is forecast by target memory, not latency; give one of them');
     const component = await client.callTool({ name: 'forecast_failure', arguments: { target: 'memory', component: 'nosuch' } });
     expect(component.isError).toBe(true);
     expect((component.content as { text: string }[])[0]!.text).toContain('component: no process.memory.usage series for "nosuch"');

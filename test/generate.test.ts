@@ -1,4 +1,4 @@
-import { parseDuration, parseDurationOrMs } from '../src/time.js';
+import { parseDuration, parseDurationOrMs, parseTimeInput } from '../src/time.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,6 +100,8 @@ describe('parseIncidentList', () => {
     expect(parseDuration('1.5m')).toBe(90_000);
     expect(() => parseDuration('0s')).toThrow(/0s/);
     expect(() => parseDuration('-5m')).toThrow(/-5m/);
+    expect(parseTimeInput('-2h', 10 * 3_600_000)).toBe(8 * 3_600_000);
+    expect(() => parseTimeInput('-99999d', Date.UTC(2026, 0, 1))).toThrow('"-99999d" reaches before 1970');
   });
 
   it('rejects bad items, naming them', () => {

@@ -127,7 +127,7 @@ export function registerForecastTools(server: McpServer, store: Store): void {
         target: z.enum([...FORECAST_TARGETS, 'all']).default('all'),
         component: z.string().min(1).optional().describe('e.g. worker, mcp-github; default every component with the data'),
         horizon: z
-          .union([z.string(), z.number().positive()])
+          .union([z.string(), z.number().positive()], { error: 'expected a duration such as 6h, 90m, 2d, or a positive number of hours' })
           .optional()
           .describe('how far ahead: a duration such as 6h, 90m, 2d, or a number of hours'),
         metric: z.string().optional().describe(`instead of target: the metric to forecast, e.g. ${MEMORY_METRIC}`),
@@ -143,7 +143,11 @@ export function registerForecastTools(server: McpServer, store: Store): void {
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     async (args): Promise<CallToolResult> => {
-      const target = args.metric !== undefined && args.target === 'all' ? targetForMetric(args.metric) : args.target;
+      const fromMetric = args.metric === undefined ? undefined : targetForMetric(args.metric);
+      if (fromMetric !== undefined && args.target !== 'all' && fromMetric !== args.target) {
+        throw new Error(`metric: "${args.metric}" is forecast by target ${fromMetric}, not ${args.target}; give one of them`);
+      }
+      const target = fromMetric ?? args.target;
       const request: ForecastRequest = { target, component: args.component, horizonHours: horizonHours(args.horizon), charts: args.chart ? undefined : 0 };
       const result = forecastFailure(store, request);
       const structured = {
