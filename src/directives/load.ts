@@ -2,7 +2,7 @@
  * Reading a directive file: YAML (the `yaml` package's document API, which keeps each node's
  * source range) checked against the zod schema, every error placed at `file:line:column`.
  */
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, Parser, parseDocument, type Document, type Node, type YAMLError } from 'yaml';
 import { z } from 'zod';
 import { directiveSchema, FORBIDDEN_KEYS, type DirectiveDefinition } from './schema.js';
 
@@ -10,6 +10,7 @@ export const MAX_DIRECTIVE_BYTES = 256 * 1024;
 export const MAX_YAML_DEPTH = 32;
 /** Aliases expanded when building the value: a handful is reuse, thousands is an alias bomb. */
 export const MAX_ALIAS_COUNT = 50;
+const DEPTH_MESSAGE = `nesting deeper than ${MAX_YAML_DEPTH} levels`;
 
 export interface Diagnostic {
   file: string;
@@ -56,13 +57,23 @@ export function loadDirectiveText(text: string, file: string): LoadedDirective {
   const bytes = Buffer.byteLength(text);
   if (bytes > MAX_DIRECTIVE_BYTES) return failedLoad(file, sizeMessage(bytes));
 
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, version: '1.2', strict: true });
+  let doc: Document.Parsed;
+  try {
+    doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, version: '1.2', strict: true });
+  } catch (err) {
+    // The parser turns its own stack overflows into errors; this is the backstop that keeps "never throws" true.
+    return empty(err instanceof RangeError ? `${DEPTH_MESSAGE} (the YAML parser ran out of stack)` : `YAML could not be parsed: ${firstLine(String((err as Error)?.message ?? err))}`);
+  }
   const locate = (path: YamlPath) => at(nodeAt(doc, path).range?.[0] ?? 0);
   const result: LoadedDirective = { file, text, directive: null, errors, locate };
 
-  for (const e of [...doc.errors, ...doc.warnings]) {
-    const pos = e.linePos?.[0] ?? at(e.pos[0]);
-    errors.push({ file, line: pos.line, column: 'col' in pos ? pos.col : pos.column, message: firstLine(e.message) });
+  const syntax = describeYamlErrors(text, [...doc.errors, ...doc.warnings], doc.contents);
+  const seen = new Set<string>();
+  for (const s of syntax.sort((a, b) => a.offset - b.offset)) {
+    const d = { file, ...at(s.offset), message: s.message };
+    const key = formatDiagnostic(d);
+    if (!seen.has(key)) errors.push(d);
+    seen.add(key);
   }
   if (errors.length) return result;
   if (!doc.contents) return empty('the file is empty; a directive is a YAML mapping with name, version, description and steps');
@@ -102,13 +113,188 @@ interface StructuralError {
   message: string;
 }
 
+/**
+ * The `yaml` package's parse errors, reworded for someone editing the file: a plain message at the
+ * line to fix (an unclosed quote or bracket at its opening, a mis-indented key at its own line),
+ * follow-on errors that one mistake causes dropped, and the library's text kept only as a fallback.
+ */
+function describeYamlErrors(text: string, yamlErrors: readonly YAMLError[], contents: unknown): StructuralError[] {
+  let errs = [...yamlErrors];
+  const out: StructuralError[] = [];
+
+  // Too deep: the composer overflows its stack and reports it once per level it unwinds. Say it once,
+  // at the first node past the limit (the partial tree is there; checkStructure stops at the limit).
+  const exhausted = errs.filter((e) => e.code === 'RESOURCE_EXHAUSTION');
+  if (exhausted.length) {
+    const deep = checkStructure(contents, 0).find((s) => s.message === DEPTH_MESSAGE);
+    const offset = deep?.offset ?? exhausted.reduce((min, e) => Math.min(min, e.pos[0]), text.length);
+    out.push({ offset, message: DEPTH_MESSAGE });
+    errs = errs.filter((e) => e.code !== 'RESOURCE_EXHAUSTION' && e.pos[0] < offset);
+  }
+
+  // Unclosed quotes and brackets: the library notices where the input ran out; report where it was opened.
+  const handled = new Set<YAMLError>();
+  const unclosedRanges: [number, number][] = [];
+  if (errs.some(isUnclosedError)) {
+    const openers = unclosedOpeners(text);
+    const used = new Set<Opener>();
+    for (const e of errs) {
+      const char = isUnclosedError(e);
+      if (!char) continue;
+      const opener = openers.filter((o) => o.char === char && o.offset < e.pos[0] && !used.has(o)).pop();
+      if (!opener) continue;
+      used.add(opener);
+      handled.add(e);
+      unclosedRanges.push([opener.offset, e.pos[0]]);
+      const close = CLOSERS[char];
+      const indent = e.code === 'BAD_INDENT' ? `; a ${close} on a later line must be indented more than this line` : '';
+      out.push({ offset: opener.offset, message: `this ${char} is never closed (no matching ${close}${indent})` });
+    }
+  }
+
+  const tabLines = new Set(errs.filter((e) => e.code === 'TAB_AS_INDENT').map((e) => lineStart(text, e.pos[0])));
+  const multilineKeys = errs.filter((e) => e.code === 'MULTILINE_IMPLICIT_KEY');
+  for (const e of errs) {
+    if (handled.has(e)) continue;
+    // Follow-on errors inside an unclosed quote or bracket say nothing the unclosed error does not.
+    if (!isUnclosedError(e) && unclosedRanges.some(([from, to]) => e.pos[0] > from && e.pos[0] <= to)) continue;
+    const described = describeYamlError(text, e, multilineKeys, tabLines);
+    if (described) out.push(described);
+  }
+  return out;
+}
+
+interface Opener {
+  char: '"' | "'" | '[' | '{';
+  offset: number;
+}
+
+const CLOSERS = { '"': '"', "'": "'", '[': ']', '{': '}' } as const;
+
+/** The character whose closing the error says is missing, or null if it is some other error. */
+function isUnclosedError(e: YAMLError): Opener['char'] | null {
+  if (e.code !== 'MISSING_CHAR' && e.code !== 'BAD_INDENT') return null;
+  if (/closing "quote/.test(e.message)) return '"';
+  if (/closing 'quote/.test(e.message)) return "'";
+  if (/end with a \]/.test(e.message)) return '[';
+  if (/end with a \}/.test(e.message)) return '{';
+  return null;
+}
+
+/** Quotes and flow brackets that are opened and never closed, in source order. Walks the CST without recursion. */
+function unclosedOpeners(text: string): Opener[] {
+  const found: Opener[] = [];
+  const stack: unknown[] = [];
+  try {
+    for (const token of new Parser().parse(text)) stack.push(token);
+  } catch {
+    return found;
+  }
+  while (stack.length) {
+    const t = stack.pop();
+    if (!t || typeof t !== 'object') continue;
+    if (Array.isArray(t)) {
+      stack.push(...t);
+      continue;
+    }
+    const token = t as { type?: string; offset?: number; source?: string; start?: { offset: number }; end?: { type: string }[] };
+    if ((token.type === 'double-quoted-scalar' || token.type === 'single-quoted-scalar') && typeof token.source === 'string') {
+      if (!quoteClosed(token.source)) found.push({ char: token.source[0] as '"' | "'", offset: token.offset ?? 0 });
+    } else if (token.type === 'flow-collection' && token.start) {
+      const seq = (token.start as { type?: string }).type === 'flow-seq-start';
+      if (!token.end?.some((x) => x.type === (seq ? 'flow-seq-end' : 'flow-map-end'))) found.push({ char: seq ? '[' : '{', offset: token.start.offset });
+    }
+    for (const v of Object.values(token)) if (v && typeof v === 'object') stack.push(v);
+  }
+  return found.sort((a, b) => a.offset - b.offset);
+}
+
+function quoteClosed(source: string): boolean {
+  const body = source.slice(1);
+  let run = 0;
+  if (source[0] === '"') {
+    if (!body.endsWith('"')) return false;
+    for (let i = body.length - 2; i >= 0 && body[i] === '\\'; i--) run++;
+    return run % 2 === 0; // an odd number of backslashes escapes the last "
+  }
+  for (let i = body.length - 1; i >= 0 && body[i] === "'"; i--) run++;
+  return run % 2 === 1; // '' is an escaped quote inside a single-quoted string
+}
+
+function lineStart(text: string, offset: number): number {
+  return text.lastIndexOf('\n', offset - 1) + 1;
+}
+
+/** The key on the line holding `offset` ("  - name: x" gives "name"), shortened, or null. */
+function keyOnLine(text: string, offset: number): string | null {
+  const start = lineStart(text, offset);
+  const end = text.indexOf('\n', start);
+  const match = /^\s*(?:-\s+)*([^\s:#][^:#]*?)\s*:(?:\s|$)/.exec(text.slice(start, end < 0 ? undefined : end));
+  if (!match) return null;
+  const key = match[1]!;
+  return key.length > 40 ? `${key.slice(0, 37)}...` : key;
+}
+
+function lineNumber(text: string, offset: number): number {
+  let line = 1;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) line++;
+  return line;
+}
+
+const NO_COLON_MESSAGE = 'expected "key: value" but this line has no ":" after the key';
+
+function describeYamlError(text: string, e: YAMLError, multilineKeys: YAMLError[], tabLines: Set<number>): StructuralError | null {
+  const offset = e.pos[0];
+  switch (e.code) {
+    case 'MULTIPLE_DOCS': {
+      const marker = text.startsWith('---', offset) ? ' (---)' : '';
+      return { offset, message: `a directive file holds one YAML document; line ${lineNumber(text, offset)} starts another${marker}` };
+    }
+    case 'TAB_AS_INDENT':
+      return { offset, message: 'a tab is used for indentation; YAML indents with spaces only' };
+    case 'DUPLICATE_KEY': {
+      const key = keyOnLine(text, offset);
+      return { offset, message: key ? `key "${key}" appears twice in the same mapping` : 'a key appears twice in the same mapping' };
+    }
+    case 'MULTILINE_IMPLICIT_KEY':
+    case 'BLOCK_AS_IMPLICIT_KEY': {
+      // A tab on that line is the real mistake, and it is already reported.
+      if (tabLines.has(lineStart(text, offset))) return null;
+      if (e.code === 'BLOCK_AS_IMPLICIT_KEY' && !/^Nested mappings/.test(e.message)) break;
+      if (e.code === 'BLOCK_AS_IMPLICIT_KEY' && multilineKeys.some((m) => m.pos[0] === offset)) return null; // its MULTILINE twin says it
+      if (e.code === 'MULTILINE_IMPLICIT_KEY') {
+        // "foo\nb: 1" -- a line that is only a key runs into the next one.
+        if (/^\s*(?:-\s+)*$/.test(text.slice(lineStart(text, offset), offset))) return { offset, message: NO_COLON_MESSAGE };
+        // "action: detect\n     inputs:" -- the over-indented line continues the value above and turns it
+        // into a multi-line key. Point at the over-indented line (where that key's ":" is), not the value.
+        const bad = lineStart(text, e.pos[1]);
+        const indent = /^[ ]*/.exec(text.slice(bad))![0].length;
+        const aboveLine = lineNumber(text, offset);
+        const above = keyOnLine(text, offset);
+        const mine = keyOnLine(text, bad);
+        const what = mine ? `"${mine}:"` : 'this line';
+        const than = above ? `"${above}:" on line ${aboveLine}` : `line ${aboveLine}`;
+        return { offset: bad + indent, message: `${what} is indented more than ${than}, so it reads as part of that value; indent both the same` };
+      }
+      if (e.code === 'BLOCK_AS_IMPLICIT_KEY') return { offset, message: 'this value contains ": "; put the value in quotes' };
+      break;
+    }
+    case 'MISSING_CHAR':
+      if (/^Implicit map keys need to be followed by map values/.test(e.message)) return { offset, message: NO_COLON_MESSAGE };
+      break;
+    default:
+      break;
+  }
+  return { offset, message: firstLine(e.message) };
+}
+
 function checkStructure(node: unknown, depth: number): StructuralError[] {
   const errors: StructuralError[] = [];
   const visit = (n: unknown, d: number): void => {
     if (errors.length >= 20) return;
     const offset = (n as Node | null)?.range?.[0] ?? 0;
     if (d > MAX_YAML_DEPTH) {
-      errors.push({ offset, message: `nesting deeper than ${MAX_YAML_DEPTH} levels` });
+      errors.push({ offset, message: DEPTH_MESSAGE });
       return;
     }
     if (isMap(n)) {
