@@ -327,7 +327,10 @@ async function serve(values: Values): Promise<number> {
 
   let http: RunningHttp | null = null;
   let stopping: Promise<void> | null = null;
+  // Set before anything closes: closing the server closes its transport, whose onclose must not stop again.
+  let shuttingDown = false;
   const stop = (reason: string) => {
+    shuttingDown = true;
     stopping ??= (async () => {
       log.info(`shutting down (${reason})`);
       clearInterval(retention);
@@ -360,6 +363,10 @@ async function serve(values: Values): Promise<number> {
   } else {
     await kiwi.server.connect(new LineStdioTransport(STDIO_MAX_MESSAGE_BYTES));
     kiwi.server.server.onerror = (error) => log.error(`MCP over stdio: ${error.message}`);
+    // The transport closes itself when the client stops reading its stdout: shut down as on stdin's end.
+    kiwi.server.server.onclose = () => {
+      if (!shuttingDown) void stop('the client stopped reading').then(() => process.exit(0));
+    };
     process.stdin.once('end', () => void stop('stdin closed').then(() => process.exit(0)));
     log.info('MCP over stdio', { db: kiwi.store.path });
   }
@@ -702,7 +709,7 @@ export async function main(argv: string[]): Promise<number> {
 
 if (isEntryPoint(import.meta.url)) {
   // `kiwi settings list | head -1`: a reader that stops early is not an error. (`serve` is left to
-  // its transport: there a closed stdout means the client is gone, and it shuts down cleanly.)
+  // its transport: there a closed stdout means the client is gone, and the server shuts down cleanly.)
   if (process.argv[2] !== 'serve') {
     process.stdout.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EPIPE') throw err;

@@ -323,9 +323,9 @@ describe('message size over stdio', () => {
     const refused = (await session.answer(4)) as { error?: { code: number; message: string } };
     expect(refused.error).toEqual({
       code: -32600,
-      message: expect.stringMatching(/^Request too large: message of 73,400,\d+ bytes is over this server's limit of 67,108,864 bytes; send less per call/),
+      message: expect.stringMatching(/^Request too large: a message of 73,400,\d+ bytes, over this server's limit of 67,108,864 bytes; send less per call/),
     });
-    expect(stderr).toMatch(/kiwi error: MCP over stdio: skipped a message of 73,400,\d+ bytes/);
+    expect(stderr).toMatch(/kiwi error: MCP over stdio: skipped a message of 73,400,\d+ bytes, over this server's limit/);
     session.send({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'list_series', arguments: {} } });
     expect((await session.answer(5)).result).toMatchObject({ structuredContent: { total: 1, series: [{ name: 'kept' }] } });
     expect(server.exitCode).toBeNull();
