@@ -168,31 +168,45 @@ describe('createKiwi (embedding)', () => {
     }
   });
 
-  it('classifies a failed call by its cause: invalid_params for arguments that fail the schema, tool_error for a refusing handler', async () => {
+  it('classifies a failed call by its cause: the caller\'s arguments (invalid_params) or the tool (tool_error)', async () => {
     const kiwi = open({ db: join(tempDir(), 'errors.db'), selfIntervalMs: 100_000 });
     const client = await connect(kiwi.server);
+    // refused by the input schema
     const invalid = await client.callTool({ name: 'query_metrics', arguments: { max_series: 'x' } });
     expect(invalid.isError).toBe(true);
     expect(textOf(invalid)).toContain('max_series');
+    // refused by the handler, naming the argument (`field: reason`): the caller's mistake too
     const refused = await client.callTool({ name: 'get_system_health', arguments: { component: 'nobody' } });
     expect(refused.isError).toBe(true);
     expect(textOf(refused)).toBe('component: no telemetry from "nobody"');
+    // a refusal that names no argument stays the tool's error
+    const failed = await client.callTool({ name: 'ingest_telemetry', arguments: { records: [], jsonl: '' } });
+    expect(textOf(failed)).toBe('give exactly one of records, jsonl or csv');
 
-    const spans = await selfSpans(kiwi, 2);
-    expect(spans.map((s) => `${s.name} ${s.status}`).sort()).toEqual([
-      'tools/call get_system_health error',
-      'tools/call query_metrics ok', // the caller's mistake, not a failure of Kiwi
+    const spans = await selfSpans(kiwi, 3);
+    expect(spans.map((s) => `${s.name} ${s.status} ${String(s.attrs['error.type'])}`).sort()).toEqual([
+      'tools/call get_system_health ok invalid_params',
+      'tools/call ingest_telemetry error tool_error',
+      'tools/call query_metrics ok invalid_params',
     ]);
-    const typeOf = (tool: string) => spans.find((s) => s.attrs['gen_ai.tool.name'] === tool)?.attrs['error.type'];
-    expect(typeOf('get_system_health')).toBe('tool_error');
     // The error-count series carries the classification as a label, too.
     const errorSeries = kiwi.store.findSeries({ name: 'mcp.server.operation.errors', component: 'kiwi' }).series;
-    const labelled = errorSeries.map((s) => `${s.labels['gen_ai.tool.name']} ${s.labels['error.type']}`).sort();
-    expect(labelled).toHaveLength(2);
-    expect(labelled[0]).toBe('get_system_health tool_error');
-    // Arguments rejected by the input schema are invalid parameters, not a failure of the tool.
-    expect(typeOf('query_metrics')).toBe('invalid_params');
-    expect(labelled[1]).toBe('query_metrics invalid_params');
+    expect(errorSeries.map((s) => `${s.labels['gen_ai.tool.name']} ${s.labels['error.type']}`).sort()).toEqual([
+      'get_system_health invalid_params',
+      'ingest_telemetry tool_error',
+      'query_metrics invalid_params',
+    ]);
+  });
+
+  it('cuts a long error short, whatever the caller put in it', async () => {
+    const kiwi = open({ db: join(tempDir(), 'long.db'), selfIntervalMs: 100_000 });
+    const client = await connect(kiwi.server);
+    const longName = await client.callTool({ name: 'get_system_health', arguments: { component: 'n'.repeat(100_000) } });
+    expect(textOf(longName)).toMatch(/^component: no telemetry from "n+…$/);
+    expect(textOf(longName).length).toBe(1_000);
+    const manyKeys = await client.callTool({ name: 'list_series', arguments: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`k${i}${'x'.repeat(200)}`, i])) });
+    expect(textOf(manyKeys)).toMatch(/unknown arguments "k0x{61}…", .* and 45 more; this tool takes name, name_prefix, component, limit, offset$/);
+    expect(textOf(manyKeys).length).toBeLessThan(700);
   });
 
   it('records nothing of its own with selfTelemetry: false', async () => {

@@ -15,8 +15,8 @@ import type {
 import { CALLER_ERROR, type OperationObservation } from '../ingest/self.js';
 
 const OBSERVED_METHODS = new Set(['tools/call']);
-/** How the SDK words arguments refused by a tool's input schema (it prefixes McpError codes). */
-const INVALID_PARAMS = /^(MCP error -32602: )?Input validation error/;
+/** How the SDK words what it refuses as invalid parameters: arguments failing a tool's schema, an unknown tool. */
+const INVALID_PARAMS = /^(MCP error -32602: |Input validation error)/;
 
 interface Pending {
   method: string;
@@ -34,6 +34,8 @@ export class InstrumentedTransport implements Transport {
   constructor(
     readonly inner: Transport,
     private readonly observe: (op: OperationObservation) => void,
+    /** Whether the tool refused request `id` for its arguments (and forgets it): the caller's mistake. */
+    private readonly refusedArguments: (id: string | number) => boolean = () => false,
   ) {
     inner.onclose = () => this.onclose?.();
     inner.onerror = (error) => this.onerror?.(error);
@@ -72,12 +74,12 @@ export class InstrumentedTransport implements Transport {
     } finally {
       if (entry && id !== undefined) {
         this.pending.delete(id);
-        this.observe(this.describe(entry, message));
+        this.observe(this.describe(entry, id, message));
       }
     }
   }
 
-  private describe(entry: Pending, message: JSONRPCMessage): OperationObservation {
+  private describe(entry: Pending, id: string | number, message: JSONRPCMessage): OperationObservation {
     const op: OperationObservation = {
       method: entry.method,
       start: entry.start,
@@ -93,7 +95,8 @@ export class InstrumentedTransport implements Transport {
     } else if (isResultResponse(message) && message.result.isError === true) {
       op.outcome = 'error';
       const text = firstText(message.result.content);
-      op.errorType = text !== undefined && INVALID_PARAMS.test(text) ? CALLER_ERROR : 'tool_error';
+      const callers = this.refusedArguments(id) || (text !== undefined && INVALID_PARAMS.test(text));
+      op.errorType = callers ? CALLER_ERROR : 'tool_error';
       if (text !== undefined) op.errorMessage = text;
     }
     return op;

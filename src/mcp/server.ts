@@ -6,6 +6,7 @@ import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { SelfTelemetry } from '../ingest/self.js';
 import type { Store } from '../store/store.js';
+import { truncate } from './format.js';
 import { InstrumentedTransport } from './instrument.js';
 import { registerTelemetryTools } from './tools/telemetry.js';
 import { registerAnomalyTools } from './tools/anomalies.js';
@@ -21,13 +22,24 @@ const INSTRUCTIONS =
   'itself (component "kiwi"). Start with get_system_health, narrow with list_series, query_metrics and search_events. ' +
   'Every answer is bounded and paginated; times accept ISO 8601, epoch numbers, "now" or "-15m".';
 
+/** The longest error text a tool answers with: errors quote what they were given, and that may be huge. */
+const MAX_ERROR_CHARS = 1_000;
+
 /** An McpServer whose every connection is observed by Kiwi's self-telemetry, however the host connects it. */
 export class KiwiMcpServer extends McpServer {
+  /** Requests a tool refused for their arguments (its error began `<argument>:`), until the response is observed. */
+  private readonly refusedArguments = new Set<string | number>();
+
   constructor(private readonly telemetry: SelfTelemetry | null) {
     super(SERVER_INFO, { capabilities: { logging: {} }, instructions: INSTRUCTIONS });
   }
 
-  /** As McpServer's, but an argument the tool does not name is refused by name instead of silently dropped. */
+  /**
+   * As McpServer's, with three differences: an argument the tool does not name is refused by name
+   * instead of silently dropped; an error the handler throws is cut to MAX_ERROR_CHARS; and one
+   * that names an argument (`from: ...`, the convention for what only a handler can check) is
+   * noted as the caller's mistake for self-telemetry, as the SDK's own argument checks are.
+   */
   override registerTool<OutputArgs extends ZodRawShapeCompat | AnySchema, InputArgs extends undefined | ZodRawShapeCompat | AnySchema = undefined>(
     name: string,
     config: {
@@ -42,12 +54,30 @@ export class KiwiMcpServer extends McpServer {
   ): RegisteredTool {
     const input = config.inputSchema;
     const strict = input === undefined || input instanceof z.ZodType ? input : (strictArguments(input as z.ZodRawShape) as unknown as InputArgs);
-    return super.registerTool(name, { ...config, inputSchema: strict }, cb);
+    const argumentNames = input === undefined ? [] : Object.keys(input instanceof z.ZodObject ? input.shape : (input as z.ZodRawShape));
+    const handler = cb as (...params: unknown[]) => unknown;
+    const guarded = (async (...params: unknown[]) => {
+      try {
+        return await handler(...params);
+      } catch (err) {
+        const message = truncate(err instanceof Error ? err.message : String(err), MAX_ERROR_CHARS);
+        const extra = params[params.length - 1] as { requestId?: string | number } | undefined;
+        const observed = this.telemetry !== null; // only an observed connection reads (and so clears) the note
+        if (observed && extra?.requestId !== undefined && argumentNames.some((a) => message.startsWith(`${a}:`) || message.startsWith(`${a}.`))) {
+          this.refusedArguments.add(extra.requestId);
+        }
+        throw new Error(message);
+      }
+    }) as ToolCallback<InputArgs>;
+    return super.registerTool(name, { ...config, inputSchema: strict }, guarded);
   }
 
   override async connect(transport: Transport): Promise<void> {
     const telemetry = this.telemetry;
-    return super.connect(telemetry ? new InstrumentedTransport(transport, (op) => telemetry.recordOperation(op)) : transport);
+    if (!telemetry) return super.connect(transport);
+    return super.connect(
+      new InstrumentedTransport(transport, (op) => telemetry.recordOperation(op), (id) => this.refusedArguments.delete(id)),
+    );
   }
 }
 
@@ -69,9 +99,12 @@ export function createMcpServer(store: Store, telemetry: SelfTelemetry | null, d
 function strictArguments(shape: z.ZodRawShape) {
   const known = Object.keys(shape);
   return z.strictObject(shape, {
-    error: (issue) =>
-      issue.code === 'unrecognized_keys'
-        ? `unknown argument${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}; this tool takes ${known.length ? known.join(', ') : 'no arguments'}`
-        : undefined,
+    error: (issue) => {
+      if (issue.code !== 'unrecognized_keys') return undefined;
+      // the names as given, a few and each cut short: they come from the caller
+      const shown = issue.keys.slice(0, 5).map((k) => JSON.stringify(truncate(k, 64)));
+      const more = issue.keys.length > shown.length ? ` and ${issue.keys.length - shown.length} more` : '';
+      return `unknown argument${issue.keys.length > 1 ? 's' : ''} ${shown.join(', ')}${more}; this tool takes ${known.length ? known.join(', ') : 'no arguments'}`;
+    },
   });
 }
