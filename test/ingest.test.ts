@@ -166,6 +166,9 @@ describe('CSV', () => {
     const jsonl = ingestText(store, `\uFEFF${JSON.stringify({ type: 'metric', ts: 1_700_000_000_000, name: 'm', component: 'c', value: 1 })}\n`, 'bom.jsonl');
     const csv = ingestText(store, '\uFEFFtimestamp,component,metric,value\n2026-01-01T00:00:00Z,c,m,2\n', 'bom.csv');
     expect([jsonl.accepted, jsonl.rejected, csv.accepted, csv.rejected]).toEqual([1, 0, 1, 0]);
+    // and past Excel's separator hint before the header
+    const hinted = ingestText(store, 'sep=,\ntimestamp,component,metric,value\n2026-01-01T00:00:00Z,c,m,3\n', 'excel.csv');
+    expect([hinted.accepted, hinted.rejected]).toEqual([1, 0]);
     store.close();
   });
 

@@ -124,6 +124,8 @@ export class LineParser {
     let line = rawLine.charCodeAt(rawLine.length - 1) === 13 ? rawLine.slice(0, -1) : rawLine;
     // A byte-order mark, as some editors and Excel write: invisible in an error message, so taken off.
     if (lineNumber === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
+    // Excel's separator hint ("sep=,") before a CSV header: not data, and not the header either.
+    if (lineNumber === 1 && /^sep=.$/i.test(line)) return null;
     if (line.trim() === '') return null;
     if (this.format === null) {
       this.format = line.trimStart().startsWith('{') ? 'jsonl' : 'csv';
