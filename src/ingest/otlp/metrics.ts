@@ -54,15 +54,17 @@ interface Context {
   resourceKey: string;
   seriesLabels: Labels;
   state: StateChanges;
+  /** This machine's clock for the request, for times too far ahead of it. */
+  now: number;
   records: TelemetryRecord[];
   rejections: Rejections;
   accepted: number;
 }
 
-export function mapMetrics(request: MetricsRequest, state: StateChanges): MappedBatch {
+export function mapMetrics(request: MetricsRequest, state: StateChanges, now: number = Date.now()): MappedBatch {
   const records: TelemetryRecord[] = [];
   const rejections = new Rejections();
-  const ctx: Context = { component: '', resourceKey: '', seriesLabels: {}, state, records, rejections, accepted: 0 };
+  const ctx: Context = { component: '', resourceKey: '', seriesLabels: {}, state, now, records, rejections, accepted: 0 };
   for (const resourceMetrics of request.resourceMetrics ?? []) {
     const resource = resourceInfo(resourceMetrics.resource);
     ctx.component = resource.component;
@@ -145,7 +147,7 @@ function pointTimes(name: string, p: PointBase, ctx: Context): PointTimes | null
     ctx.rejections.add(`metric "${name}": time_unix_nano ${Math.round(time)} ms is outside 1970..2200`);
     return null;
   }
-  const ahead = tooFarAhead(time);
+  const ahead = tooFarAhead(time, ctx.now);
   if (ahead) {
     ctx.rejections.add(`metric "${name}": time_unix_nano ${ahead}`);
     return null;

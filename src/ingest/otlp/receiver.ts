@@ -156,7 +156,7 @@ export class OtlpReceiver {
     else {
       const request = decode('metrics');
       changes = this.state.begin();
-      mapped = mapMetrics(request, changes);
+      mapped = mapMetrics(request, changes, this.clock());
     }
     const written = mapped.records.length > 0 ? this.store.writeRecords(mapped.records) : { ...NOTHING_WRITTEN };
     // Only now that the records are stored does the cumulative state move on.

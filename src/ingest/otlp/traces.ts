@@ -32,7 +32,7 @@ function shortId(id: Uint8Array | null | undefined): string {
   return idHex(id) ?? '(none)';
 }
 
-export function mapTraces(request: TracesRequest): MappedBatch {
+export function mapTraces(request: TracesRequest, now: number = Date.now()): MappedBatch {
   const records: TelemetryRecord[] = [];
   const rejections = new Rejections();
   let accepted = 0;
@@ -41,7 +41,7 @@ export function mapTraces(request: TracesRequest): MappedBatch {
     for (const scopeSpans of resourceSpans.scopeSpans ?? []) {
       const scopeName = scopeSpans.scope?.name || undefined;
       for (const span of scopeSpans.spans ?? []) {
-        const problem = mapSpan(span, resource.component, resource.kept, scopeName, records);
+        const problem = mapSpan(span, resource.component, resource.kept, scopeName, records, now);
         if (problem) rejections.add(`span ${shortId(span.spanId)} "${(span.name ?? '').slice(0, 64)}": ${problem}`);
         else accepted++;
       }
@@ -57,6 +57,7 @@ function mapSpan(
   resourceAttrs: Attributes,
   scopeName: string | undefined,
   out: TelemetryRecord[],
+  now: number,
 ): string | null {
   const traceId = idHex(span.traceId);
   if (!traceId || span.traceId!.length !== 16) return 'trace_id must be 16 bytes (32 hex digits in OTLP/JSON), not all zero';
@@ -69,7 +70,7 @@ function mapSpan(
   if (start === 0) return 'start_time_unix_nano is missing';
   if (end === 0) return 'end_time_unix_nano is missing';
   if (!inEpochRange(start) || !inEpochRange(end)) return 'start or end time is outside 1970..2200';
-  const ahead = tooFarAhead(start);
+  const ahead = tooFarAhead(start, now);
   if (ahead) return `start_time_unix_nano ${ahead}`;
   const duration = durationMs(span.startTimeUnixNano, span.endTimeUnixNano);
   if (duration < 0) return 'end_time_unix_nano is before start_time_unix_nano';
