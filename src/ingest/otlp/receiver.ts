@@ -151,7 +151,7 @@ export class OtlpReceiver {
     const decode = <S extends Signal>(s: S): RequestBySignal[S] => (format === 'protobuf' ? decodeProtobuf(s, body) : decodeJson(s, body));
     let changes: StateChanges | null = null;
     let mapped: MappedBatch;
-    if (signal === 'traces') mapped = mapTraces(decode('traces'));
+    if (signal === 'traces') mapped = mapTraces(decode('traces'), this.clock());
     else if (signal === 'logs') mapped = mapLogs(decode('logs'), this.clock());
     else {
       const request = decode('metrics');
