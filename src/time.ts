@@ -33,9 +33,10 @@ export function parseTimeInput(input: string | number, now: number = Date.now())
   if (typeof input === 'string') {
     const text = input.trim();
     if (text === 'now') return now;
-    if (text.startsWith('-') && DURATION.test(text.slice(1))) {
-      if (/^\d+(\.\d+)?$/.test(text.slice(1).trim())) throw new Error(`${JSON.stringify(text)} has no unit; write it as -90s, -15m, -2h or -7d`);
-      const at = now - parseDuration(text.slice(1));
+    const relative = text.startsWith('-') ? DURATION.exec(text.slice(1)) : null;
+    if (relative) {
+      if (relative[2] === undefined) throw new Error(`${JSON.stringify(text)} has no unit; write it as -90s, -15m, -2h or -7d`);
+      const at = now - durationMs(text, relative);
       // as absolute times are: anything before 1970 is a mistake
       if (at < 0) throw new Error(`${JSON.stringify(text)} reaches before 1970`);
       return at;

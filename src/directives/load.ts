@@ -67,7 +67,7 @@ export function loadDirectiveText(text: string, file: string): LoadedDirective {
   const locate = (path: YamlPath) => at(nodeAt(doc, path).range?.[0] ?? 0);
   const result: LoadedDirective = { file, text, directive: null, errors, locate };
 
-  const syntax = describeYamlErrors(text, [...doc.errors, ...doc.warnings], doc.contents);
+  const syntax = describeYamlErrors(text, [...doc.errors, ...doc.warnings], doc.contents, (offset) => at(offset).line);
   const seen = new Set<string>();
   for (const s of syntax.sort((a, b) => a.offset - b.offset)) {
     const d = { file, ...at(s.offset), message: s.message };
@@ -118,7 +118,7 @@ interface StructuralError {
  * line to fix (an unclosed quote or bracket at its opening, a mis-indented key at its own line),
  * follow-on errors that one mistake causes dropped, and the library's text kept only as a fallback.
  */
-function describeYamlErrors(text: string, yamlErrors: readonly YAMLError[], contents: unknown): StructuralError[] {
+function describeYamlErrors(text: string, yamlErrors: readonly YAMLError[], contents: unknown, lineOf: (offset: number) => number): StructuralError[] {
   let errs = [...yamlErrors];
   const out: StructuralError[] = [];
 
@@ -158,7 +158,7 @@ function describeYamlErrors(text: string, yamlErrors: readonly YAMLError[], cont
     if (handled.has(e)) continue;
     // Follow-on errors inside an unclosed quote or bracket say nothing the unclosed error does not.
     if (!isUnclosedError(e) && unclosedRanges.some(([from, to]) => e.pos[0] > from && e.pos[0] <= to)) continue;
-    const described = describeYamlError(text, e, multilineKeys, tabLines);
+    const described = describeYamlError(text, e, multilineKeys, tabLines, lineOf);
     if (described) out.push(described);
   }
   return out;
@@ -235,20 +235,20 @@ function keyOnLine(text: string, offset: number): string | null {
   return key.length > 40 ? `${key.slice(0, 37)}...` : key;
 }
 
-function lineNumber(text: string, offset: number): number {
-  let line = 1;
-  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) line++;
-  return line;
-}
-
 const NO_COLON_MESSAGE = 'expected "key: value" but this line has no ":" after the key';
 
-function describeYamlError(text: string, e: YAMLError, multilineKeys: YAMLError[], tabLines: Set<number>): StructuralError | null {
+function describeYamlError(
+  text: string,
+  e: YAMLError,
+  multilineKeys: YAMLError[],
+  tabLines: Set<number>,
+  lineOf: (offset: number) => number,
+): StructuralError | null {
   const offset = e.pos[0];
   switch (e.code) {
     case 'MULTIPLE_DOCS': {
       const marker = text.startsWith('---', offset) ? ' (---)' : '';
-      return { offset, message: `a directive file holds one YAML document; line ${lineNumber(text, offset)} starts another${marker}` };
+      return { offset, message: `a directive file holds one YAML document; line ${lineOf(offset)} starts another${marker}` };
     }
     case 'TAB_AS_INDENT':
       return { offset, message: 'a tab is used for indentation; YAML indents with spaces only' };
@@ -269,7 +269,7 @@ function describeYamlError(text: string, e: YAMLError, multilineKeys: YAMLError[
         // into a multi-line key. Point at the over-indented line (where that key's ":" is), not the value.
         const bad = lineStart(text, e.pos[1]);
         const indent = /^[ ]*/.exec(text.slice(bad))![0].length;
-        const aboveLine = lineNumber(text, offset);
+        const aboveLine = lineOf(offset);
         const above = keyOnLine(text, offset);
         const mine = keyOnLine(text, bad);
         const what = mine ? `"${mine}:"` : 'this line';
