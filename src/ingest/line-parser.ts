@@ -95,6 +95,11 @@ export function splitCsvLine(line: string): string[] {
 export class LineParser {
   private format: IngestFormat | null;
   private csvColumns: string[] | null = null;
+  /**
+   * The clock records are held to (a day's tolerance ahead), read once a batch: reading it per
+   * record was a third of a metric line's normalising time.
+   */
+  private clock = Date.now();
   /** Where a CSV header that could not be read was: the rows under it are refused with a pointer to it. */
   private csvHeaderFailedAt: number | null = null;
   private readonly keyIndexes = new Map<string, number>();
@@ -146,7 +151,7 @@ export class LineParser {
   /** Takes one decoded value (the MCP tool's `records`); `position` names it in errors. */
   pushValue(value: unknown, position: number): ParsedBatch | null {
     try {
-      return this.accept(normaliseRecord(value));
+      return this.accept(normaliseRecord(value, this.clock));
     } catch (err) {
       this.reject(position, (err as Error).message);
       return null;
@@ -167,7 +172,7 @@ export class LineParser {
     } catch (err) {
       throw new Error(`invalid JSON (${(err as Error).message})`);
     }
-    return normaliseRecord(value);
+    return normaliseRecord(value, this.clock);
   }
 
   private parseCsvLine(line: string, lineNumber: number): TelemetryRecord | null {
@@ -194,7 +199,7 @@ export class LineParser {
     for (const column of columns) {
       if (!(CSV_REQUIRED as readonly string[]).includes(column) && row[column] !== '') labels[column] = row[column]!;
     }
-    return normaliseRecord({ type: 'metric', ts: row.timestamp, name: row.metric, component: row.component, value: Number(value), labels });
+    return normaliseRecord({ type: 'metric', ts: row.timestamp, name: row.metric, component: row.component, value: Number(value), labels }, this.clock);
   }
 
   private accept(record: TelemetryRecord): ParsedBatch | null {
@@ -246,6 +251,7 @@ export class LineParser {
   }
 
   private cut(): ParsedBatch {
+    this.clock = Date.now();
     const batch = this.current;
     batch.keyIndex = this.keyIndex.slice(0, this.points);
     batch.ts = this.ts.slice(0, this.points);

@@ -275,10 +275,10 @@ export function tooFarAhead(ms: number, now: number = Date.now()): string | null
   return `${new Date(ms).toISOString()} is more than a day ahead of this machine's clock (${new Date(now).toISOString()}); check its unit or time zone`;
 }
 
-/** A record from its JSONL/JSON form, checked and canonical; throws `field: reason`. */
-export function normaliseRecord(raw: unknown): TelemetryRecord {
+/** A record from its JSONL/JSON form, checked and canonical; throws `field: reason`. `now` is the clock the time is held to. */
+export function normaliseRecord(raw: unknown, now: number = Date.now()): TelemetryRecord {
   const record = normaliseShape(raw);
-  const ahead = tooFarAhead(record.type === 'span' ? record.start : record.ts);
+  const ahead = tooFarAhead(record.type === 'span' ? record.start : record.ts, now);
   if (ahead) throw new Error(`${record.type === 'span' ? 'start' : 'ts'}: ${ahead}`);
   return record;
 }
