@@ -179,6 +179,15 @@ describe('forecast_failure over stdio', () => {
     // a metric and a target that disagree: neither is silently dropped
     const both = await client.callTool({ name: 'forecast_failure', arguments: { target: 'latency', metric: 'process.memory.usage' } });
     expect((both.content as { text: string }[])[0]!.text).toBe('metric: "process.memory.usage" is forecast by target memory, not latency; give one of them');
+    // metrics are matched by name, not by words in it: a connection error count is not the error budget
+    const connectionErrors = await client.callTool({ name: 'forecast_failure', arguments: { target: 'connection', metric: 'mcp.connection.errors' } });
+    expect(connectionErrors.isError).toBe(true);
+    expect((connectionErrors.content as { text: string }[])[0]!.text).toMatch(/^metric: "mcp.connection.errors" is not one forecasting reads: .*give target instead$/);
+    const duration = await client.callTool({ name: 'forecast_failure', arguments: { metric: 'http.server.request.duration', chart: false } });
+    const latency = duration.structuredContent as unknown as Answer & { target: string };
+    expect(latency.target).toBe('latency');
+    expect(latency.forecasts.length).toBeGreaterThan(0);
+    expect(latency.forecasts.every((f) => f.target === 'latency')).toBe(true);
     const component = await client.callTool({ name: 'forecast_failure', arguments: { target: 'memory', component: 'nosuch' } });
     expect(component.isError).toBe(true);
     expect((component.content as { text: string }[])[0]!.text).toContain('component: no process.memory.usage series for "nosuch"');

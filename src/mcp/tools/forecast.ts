@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { DEFAULT_HORIZON_HOURS, FORECAST_LIMITS, forecastFailure, MEMORY_METRIC, type ForecastRequest } from '../../forecast/service.js';
 import { FORECAST_TARGETS, type Forecast, type ForecastTarget } from '../../forecast/types.js';
 import type { Store } from '../../store/store.js';
+import { SELF_METRICS } from '../../ingest/self.js';
 import { parseDuration } from '../../time.js';
 
 const estimate = z.object({ estimate: z.number(), lower: z.number().nullable(), upper: z.number().nullable() });
@@ -78,13 +79,21 @@ export const forecastSchema = z.object({
     .optional(),
 });
 
-/** A metric name given instead of a target (as directives do) picks the target that reads it. */
+/**
+ * A metric name given instead of a target (as directives do) picks the target that reads it. Only
+ * memory is forecast from a metric series; latency and the error budget read request spans, of
+ * which the request duration and error metrics are the summary, and connections read connection
+ * events. Names are matched exactly (and `*.duration` as the OpenTelemetry name of a request
+ * duration), not by words, so `mcp.connection.errors` is not mistaken for the error budget.
+ */
 function targetForMetric(metric: string): ForecastTarget {
-  if (metric === MEMORY_METRIC || metric.includes('memory')) return 'memory';
-  if (metric.includes('duration') || metric.includes('latency')) return 'latency';
-  if (metric.includes('error')) return 'error_budget';
-  if (metric.includes('connection')) return 'connection';
-  throw new Error(`metric: "${metric}" is not one forecasting reads; use target (memory, latency, connection, error_budget)`);
+  if (metric === MEMORY_METRIC) return 'memory';
+  if (metric === SELF_METRICS.operationDuration || metric.endsWith('.duration')) return 'latency';
+  if (metric === SELF_METRICS.operationErrors) return 'error_budget';
+  throw new Error(
+    `metric: "${metric}" is not one forecasting reads: memory reads ${MEMORY_METRIC}, latency request durations (*.duration), ` +
+      `error_budget ${SELF_METRICS.operationErrors} and request spans, connection connection events; give target instead`,
+  );
 }
 
 function horizonHours(value: string | number | undefined): number | undefined {
