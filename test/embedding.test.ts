@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { createKiwi, type Kiwi } from '../src/index.js';
 import type { StoredSpan } from '../src/store/store.js';
 import { Store } from '../src/store/store.js';
@@ -134,16 +135,19 @@ describe('createKiwi (embedding)', () => {
       expect(span.name).toBe(`tools/call ${String(span.attrs['gen_ai.tool.name'])}`);
     }
     expect(new Set(spans.map((s) => s.trace_id)).size).toBe(calls.length);
-    // The handler's refusal is Kiwi's failure; arguments the schema refused are the caller's mistake (like an HTTP 4xx).
-    const failed = spans.filter((s) => s.status === 'error');
-    expect(failed.map((s) => s.name)).toEqual(['tools/call ingest_telemetry']);
-    expect(spans.filter((s) => s.status === 'ok')).toHaveLength(calls.length - 1);
-    expect(spans.find((s) => s.attrs['error.type'] === 'invalid_params')?.name).toBe('tools/call list_series');
-    // A failure is an error event; a refused argument a warning log.
-    const selfErrors = kiwi.store.searchEvents({ component: 'kiwi', kinds: ['error'] }, 10).events;
-    expect(selfErrors.map((e) => e.message.split(':')[0])).toEqual(['ingest_telemetry failed']);
+    // Arguments refused, by the schema or by the handler, are the caller's mistake (like an HTTP 4xx):
+    // the spans are not failed, the error type says why, and each is a warning log, not an error event.
+    expect(spans.filter((s) => s.status === 'error')).toEqual([]);
+    expect(spans.filter((s) => s.attrs['error.type'] === 'invalid_params').map((s) => s.name).sort()).toEqual([
+      'tools/call ingest_telemetry',
+      'tools/call list_series',
+    ]);
+    expect(kiwi.store.searchEvents({ component: 'kiwi', kinds: ['error'] }, 10).events).toEqual([]);
     const selfWarnings = kiwi.store.searchEvents({ component: 'kiwi', kinds: ['log'] }, 10).events;
-    expect(selfWarnings.map((e) => [e.level, e.message.split(':')[0]])).toEqual([['warn', 'list_series refused its arguments']]);
+    expect(selfWarnings.map((e) => [e.level, e.message.split(':')[0]]).sort()).toEqual([
+      ['warn', 'ingest_telemetry refused its arguments'],
+      ['warn', 'list_series refused its arguments'],
+    ]);
     // And the start-up sample of Kiwi's own process is there.
     expect(kiwi.store.latestValue('process.memory.usage', 'kiwi')?.value).toBeGreaterThan(0);
 
@@ -170,6 +174,10 @@ describe('createKiwi (embedding)', () => {
 
   it('classifies a failed call by its cause: the caller\'s arguments (invalid_params) or the tool (tool_error)', async () => {
     const kiwi = open({ db: join(tempDir(), 'errors.db'), selfIntervalMs: 100_000 });
+    // a tool of the embedder's that fails on its own: the tool's error, whatever its words
+    kiwi.server.registerTool('failing_tool', { inputSchema: { path: z.string() } }, () => {
+      throw new Error('disk unreadable');
+    });
     const client = await connect(kiwi.server);
     // refused by the input schema
     const invalid = await client.callTool({ name: 'query_metrics', arguments: { max_series: 'x' } });
@@ -179,21 +187,28 @@ describe('createKiwi (embedding)', () => {
     const refused = await client.callTool({ name: 'get_system_health', arguments: { component: 'nobody' } });
     expect(refused.isError).toBe(true);
     expect(textOf(refused)).toBe('component: no telemetry from "nobody"');
-    // a refusal that names no argument stays the tool's error
-    const failed = await client.callTool({ name: 'ingest_telemetry', arguments: { records: [], jsonl: '' } });
-    expect(textOf(failed)).toBe('give exactly one of records, jsonl or csv');
+    // refused for its arguments taken together, naming none of them: the caller's mistake too
+    const both = await client.callTool({ name: 'ingest_telemetry', arguments: { records: [], jsonl: '' } });
+    expect(textOf(both)).toBe('give exactly one of records, jsonl or csv');
+    const failed = await client.callTool({ name: 'failing_tool', arguments: { path: 'x' } });
+    expect(textOf(failed)).toBe('disk unreadable');
 
-    const spans = await selfSpans(kiwi, 3);
+    const spans = await selfSpans(kiwi, 4);
     expect(spans.map((s) => `${s.name} ${s.status} ${String(s.attrs['error.type'])}`).sort()).toEqual([
+      'tools/call failing_tool error tool_error',
       'tools/call get_system_health ok invalid_params',
-      'tools/call ingest_telemetry error tool_error',
+      'tools/call ingest_telemetry ok invalid_params',
       'tools/call query_metrics ok invalid_params',
     ]);
+    // Only the tool's own failure is an error event.
+    const errorEvents = kiwi.store.searchEvents({ component: 'kiwi', kinds: ['error'] }, 10).events;
+    expect(errorEvents.map((e) => e.message.split(':')[0])).toEqual(['failing_tool failed']);
     // The error-count series carries the classification as a label, too.
     const errorSeries = kiwi.store.findSeries({ name: 'mcp.server.operation.errors', component: 'kiwi' }).series;
     expect(errorSeries.map((s) => `${s.labels['gen_ai.tool.name']} ${s.labels['error.type']}`).sort()).toEqual([
+      'failing_tool tool_error',
       'get_system_health invalid_params',
-      'ingest_telemetry tool_error',
+      'ingest_telemetry invalid_params',
       'query_metrics invalid_params',
     ]);
   });

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { SelfTelemetry } from '../ingest/self.js';
 import type { Store } from '../store/store.js';
 import { truncate } from './format.js';
+import { ArgumentsError } from './arguments.js';
 import { InstrumentedTransport } from './instrument.js';
 import { registerTelemetryTools } from './tools/telemetry.js';
 import { registerAnomalyTools } from './tools/anomalies.js';
@@ -37,8 +38,8 @@ export class KiwiMcpServer extends McpServer {
   /**
    * As McpServer's, with three differences: an argument the tool does not name is refused by name
    * instead of silently dropped; an error the handler throws is cut to MAX_ERROR_CHARS; and one
-   * that names an argument (`from: ...`, the convention for what only a handler can check) is
-   * noted as the caller's mistake for self-telemetry, as the SDK's own argument checks are.
+   * that names an argument (`from: ...`, the convention for what only a handler can check), or is
+   * an ArgumentsError, is noted as the caller's mistake for self-telemetry, as the SDK's own argument checks are.
    */
   override registerTool<OutputArgs extends ZodRawShapeCompat | AnySchema, InputArgs extends undefined | ZodRawShapeCompat | AnySchema = undefined>(
     name: string,
@@ -63,7 +64,8 @@ export class KiwiMcpServer extends McpServer {
         const message = truncate(err instanceof Error ? err.message : String(err), MAX_ERROR_CHARS);
         const extra = params[params.length - 1] as { requestId?: string | number } | undefined;
         const observed = this.telemetry !== null; // only an observed connection reads (and so clears) the note
-        if (observed && extra?.requestId !== undefined && argumentNames.some((a) => message.startsWith(`${a}:`) || message.startsWith(`${a}.`))) {
+        const callers = err instanceof ArgumentsError || argumentNames.some((a) => message.startsWith(`${a}:`) || message.startsWith(`${a}.`));
+        if (observed && extra?.requestId !== undefined && callers) {
           this.refusedArguments.add(extra.requestId);
         }
         throw new Error(message);

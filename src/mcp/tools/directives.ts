@@ -18,6 +18,7 @@ import { RUN_STATUSES, type DirectiveRunRow } from '../../store/directives.js';
 import type { Store } from '../../store/store.js';
 import { iso } from '../../time.js';
 import { answer, truncate } from '../format.js';
+import { ArgumentsError } from '../arguments.js';
 
 const LIMITS = {
   directives: 100,
@@ -301,7 +302,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     async ({ yaml, name }) => {
-      if ((yaml === undefined) === (name === undefined)) throw new Error('give exactly one of yaml or name');
+      if ((yaml === undefined) === (name === undefined)) throw new ArgumentsError('give exactly one of yaml or name');
       let diagnostics;
       if (yaml !== undefined) diagnostics = await service.validateText(yaml, '<yaml>');
       else {

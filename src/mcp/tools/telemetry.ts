@@ -7,7 +7,7 @@ import { EVENT_LEVELS } from '../../ingest/records.js';
 import { queryMetrics } from '../../query/metrics.js';
 import type { Store } from '../../store/store.js';
 import { formatDuration, iso, parseDuration, parseTimeInput } from '../../time.js';
-import { timeInput } from '../arguments.js';
+import { ArgumentsError, timeInput } from '../arguments.js';
 import { answer, boundedAttrs, formatBytes, labelText, round, truncate } from '../format.js';
 
 const LIMITS = {
@@ -124,7 +124,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
     },
     async ({ records, jsonl, csv, strict }) => {
       const given = [records, jsonl, csv].filter((x) => x !== undefined).length;
-      if (given !== 1) throw new Error('give exactly one of records, jsonl or csv');
+      if (given !== 1) throw new ArgumentsError('give exactly one of records, jsonl or csv');
       const summary = records
         ? ingestValues(store, records, 'records', { strict })
         : ingestText(store, (jsonl ?? csv)!, jsonl !== undefined ? 'jsonl' : 'csv', { strict, format: jsonl !== undefined ? 'jsonl' : 'csv' });
