@@ -319,7 +319,8 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
       try {
         page = store.searchEvents(
           {
-            kinds: args.kind === undefined ? undefined : Array.isArray(args.kind) ? args.kind : [args.kind],
+            // stored kinds are lowercase words, so `LOG` means log rather than matching nothing
+            kinds: args.kind === undefined ? undefined : (Array.isArray(args.kind) ? args.kind : [args.kind]).map((k) => k.toLowerCase()),
             component: args.component,
             min_level: args.min_level,
             text: args.text,
