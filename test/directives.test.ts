@@ -416,6 +416,12 @@ describe('permissions, approval, locks, idempotency and rate limits', () => {
     await expect(s.engine.run({ directive: 'd', principal: 'cli:bob', mode: 'execute', inputs: { component: 'q' }, idempotencyKey: 'k1' })).rejects.toThrow(
       new RegExp(`idempotency_key: "k1" was used for run ${other.id} \\(execute, inputs \\{"component":"y"\\}\\); this request differs`),
     );
+    // inputs equal but for the order of an object's keys are the same request
+    s.write('o', `${head('o', '[write:events]')}inputs:\n  labels: { type: object }\nsteps:\n  - action: events.log\n    inputs: { message: "{{ inputs.labels.a }}" }\n`);
+    const first = await s.engine.run({ directive: 'o', principal: 'cli:bob', mode: 'execute', inputs: { labels: { a: '1', b: '2' } }, idempotencyKey: 'k2' });
+    const reordered = await s.engine.run({ directive: 'o', principal: 'cli:bob', mode: 'execute', inputs: { labels: { b: '2', a: '1' } }, idempotencyKey: 'k2' });
+    expect(reordered).toMatchObject({ id: first.id, replayed: true });
+    await expect(s.engine.run({ directive: 'o', principal: 'cli:bob', mode: 'execute', inputs: { labels: { a: '1', b: '3' } }, idempotencyKey: 'k2' })).rejects.toThrow(/this request differs/);
     await s.engine.run({ directive: 'd', principal: 'cli:bob', mode: 'execute', inputs: { component: 'z' } });
     await expect(s.engine.run({ directive: 'd', principal: 'cli:bob', mode: 'execute', inputs: { component: 'w' } })).rejects.toThrow(/rate limit: d ran 3 times/);
   });

@@ -183,8 +183,7 @@ export class DirectiveEngine {
       const existing = this.runs.byIdempotencyKey(directive.name, request.idempotencyKey);
       if (existing) {
         // A replay answers the same request again; the same key with other inputs is a mistake, not a replay.
-        const asked = JSON.stringify([mode, mask(inputs)]);
-        if (asked !== JSON.stringify([existing.mode, existing.inputs])) {
+        if (canonicalJson([mode, mask(inputs)]) !== canonicalJson([existing.mode, existing.inputs])) {
           throw new Error(
             `idempotency_key: "${request.idempotencyKey}" was used for run ${existing.id} (${existing.mode}, inputs ${JSON.stringify(existing.inputs)}); ` +
               'this request differs, so use a new key',
@@ -961,6 +960,15 @@ export function resolveInputs(directive: DirectiveDefinition, given: Record<stri
     out[name] = value;
   }
   return out;
+}
+
+/** JSON with every object's keys sorted, so values equal but for key order compare equal. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
 }
 
 /** Replaces secret input values wherever they appear (inputs, outputs, errors). */
