@@ -490,6 +490,7 @@ async function detect(values: Values): Promise<number> {
         `${a.suggested_action ? ` -> ${a.suggested_action}` : ''}\n`);
     }
     for (const a of result.resolved) process.stdout.write(`resolved ${a.type} ${a.component} [${a.id}]\n`);
+    for (const a of result.unconfirmed) process.stdout.write(`still open, too little data since to tell it is over: ${a.type} ${a.component} [${a.id}]\n`);
     for (const s of result.suppressed) process.stdout.write(`held back ${s.type} ${s.component} (like false positive ${s.false_positive})\n`);
   } finally {
     store.close();

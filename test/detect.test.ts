@@ -264,6 +264,33 @@ describe('detection over time', () => {
     store.close();
   });
 
+  it('a short window closes an error spike only once the requests since it was last seen show it over', () => {
+    const random = seededRandom(4);
+    // 30% of requests fail from 40 minutes before END until END, then 1% again, as before
+    const failing = (ts: number) => ts >= END - 40 * MIN && ts < END;
+    const records: TelemetryRecord[] = [];
+    for (let ts = END - 8 * HOUR, i = 0; ts < END + 30 * MIN; ts += 20_000, i++) {
+      const error = random() < (failing(ts) ? 0.3 : 0.01);
+      records.push({ type: 'span', trace_id: `t${i}`, span_id: 's', parent_id: null, name: 'x', component: 'api', start: ts, duration_ms: 100, status: error ? 'error' : 'ok', attrs: {} });
+    }
+    const store = openStore(records);
+    const live = detectAnomalies(store, { now: END });
+    expect(found(live)).toEqual(['error_spike|api']);
+    const id = live.anomalies[0]!.id;
+    // ten minutes holding the spike's own end: too few requests since it was last seen to call it over
+    const during = detectAnomalies(store, { now: END, lookbackMs: 10 * MIN });
+    expect(during.resolved).toEqual([]);
+    expect(during.unconfirmed.map((a) => a.id)).toEqual([id]);
+    // three healthy minutes (9 requests) are still too few; thirty are enough
+    const early = detectAnomalies(store, { now: END + 3 * MIN, lookbackMs: 10 * MIN });
+    expect(early.unconfirmed.map((a) => a.id)).toEqual([id]);
+    expect(new AnomalyStore(store).get(id)!.status).toBe('open');
+    const later = detectAnomalies(store, { now: END + 30 * MIN, lookbackMs: 10 * MIN });
+    expect(later.unconfirmed).toEqual([]);
+    expect(later.resolved.map((a) => a.id)).toEqual([id]);
+    store.close();
+  });
+
   it('refuses a component it has no telemetry from rather than finding it healthy', () => {
     // constant, so as not to draw from the shared noise the tests after it were tuned on
     const store = openStore(points('queue.depth', 'svc', 30, MIN, () => 40));

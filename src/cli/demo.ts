@@ -228,8 +228,8 @@ export async function runDemo(options: DemoOptions): Promise<{ code: number; out
       .filter((a) => JSON.stringify(a.details).includes(runId) || a.target === runId)
       .map((a) => a.action);
 
-    // 5. healed? judge the latency of the last 10 minutes, then what is still open
-    await call('detect_anomalies', { lookback: '10m', types: ['latency_spike'] }, 8);
+    // 5. healed? judge the latency since the fix (the platform's recovery), then what is still open
+    await call('detect_anomalies', { lookback: `${RECOVERY_MS / MINUTE}m`, types: ['latency_spike'] }, 8);
     const open = (await call('list_anomalies', {}, 10)).structuredContent!;
     const openIds = new Set((open.anomalies as { id: string }[]).map((a) => a.id));
     const stillOpen = (open.anomalies as { type: string; component: string }[]).map((a) => `${a.type}|${a.component}`);

@@ -1,6 +1,6 @@
 /** What every check receives, and the pieces of judgement they share. */
-import { binomialUpperTail } from '../stats/distributions.js';
-import type { AnomalyFinding } from '../store/anomalies.js';
+import { binomialLowerTail, binomialUpperTail, poissonLowerTail } from '../stats/distributions.js';
+import type { Anomaly, AnomalyFinding } from '../store/anomalies.js';
 import type { DetectionReads } from '../store/detect.js';
 import type { Store } from '../store/store.js';
 
@@ -46,6 +46,39 @@ export interface Check {
   name: string;
   types: readonly AnomalyType[];
   run(ctx: DetectionContext): CheckOutput;
+  /**
+   * For an open anomaly of this check that the window no longer shows: whether the window holds
+   * evidence that it is over (true), too little to tell (false: it stays open), or null when the
+   * check cannot judge it this way (not finding it again is then taken as its end).
+   */
+  healed?(ctx: DetectionContext, anomaly: Anomaly): boolean | null;
+}
+
+/**
+ * Not finding an anomaly again is no evidence it is over when the window is too short to have
+ * found it: a 10-minute look at an hour-old error spike holds a handful of requests. So a rate
+ * anomaly ends only when the window's rate is significantly (p < HEALED_P) below halfway between
+ * the anomaly's rate and the usual one: 0 errors in 3 requests leave a 40% error spike open,
+ * 0 in 15 close it.
+ */
+export const HEALED_P = 0.05;
+
+export function rateHealed(hits: number, trials: number, anomalyRate: number, usualRate: number): boolean {
+  if (!(anomalyRate > usualRate)) return true;
+  return binomialLowerTail(hits, trials, (anomalyRate + usualRate) / 2) < HEALED_P;
+}
+
+/** As rateHealed, for events counted over `hours` against rates per hour. */
+export function countHealed(count: number, hours: number, anomalyPerHour: number, usualPerHour: number): boolean {
+  if (!(anomalyPerHour > usualPerHour)) return true;
+  return poissonLowerTail(count, ((anomalyPerHour + usualPerHour) / 2) * hours) < HEALED_P;
+}
+
+/** A number the check stored in an anomaly's evidence (at a dotted path), or null. */
+export function evidenceNumber(anomaly: Anomaly, path: string): number | null {
+  let value: unknown = anomaly.evidence;
+  for (const key of path.split('.')) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
 }
 
 /** p = 1e-6 scores 0.5, p = 1e-12 scores 1: a log scale, so tiny p-values stay comparable. */

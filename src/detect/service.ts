@@ -51,6 +51,11 @@ export interface DetectionResult {
   anomalies: (Anomaly & { new: boolean })[];
   /** Open anomalies judged again and no longer seen: closed as resolved. */
   resolved: Anomaly[];
+  /**
+   * Open anomalies not seen in this window, which holds too little evidence that they are over
+   * (a short window, few requests since): left open, neither found nor resolved.
+   */
+  unconfirmed: Anomaly[];
   /** Findings held back because a person marked a similar one a false positive. */
   suppressed: Suppressed[];
   checks: { name: string; examined: number; found: number; ms: number }[];
@@ -88,6 +93,7 @@ export function detectAnomalies(store: Store, options: DetectOptions = {}): Dete
     sensitivity,
     anomalies: [],
     resolved: [],
+    unconfirmed: [],
     suppressed: [],
     checks: [],
   };
@@ -116,13 +122,18 @@ export function detectAnomalies(store: Store, options: DetectOptions = {}): Dete
     result.checks.push({ name: check.name, examined: output.examined.length, found, ms: Math.round(performance.now() - started) });
   }
 
-  // What a check judged again and did not find any more has healed; a window that ends before an
-  // anomaly was last seen (a look at the past) says nothing about it.
+  // What a check judged again and did not find any more has healed, when the data since it was last
+  // seen says so (Check.healed); a window that ends before an anomaly was last seen (a look at the
+  // past) says nothing about it.
   const open = anomalies.list({ statuses: ['open', 'acknowledged'], ...(options.component ? { component: options.component } : {}) }, 10_000);
   for (const anomaly of open.anomalies) {
     if (!examined.has(anomaly.fingerprint) || seen.has(anomaly.fingerprint)) continue;
     if (wanted && !wanted.has(anomaly.type)) continue;
     if ((anomaly.end_ts ?? anomaly.start_ts) > now) continue;
+    if (CHECKS.find((c) => c.types.includes(anomaly.type as AnomalyType))?.healed?.(ctx, anomaly) === false) {
+      result.unconfirmed.push(anomaly);
+      continue;
+    }
     result.resolved.push(anomalies.setStatus(anomaly.id, 'resolved', options.actor ?? 'kiwi:detect', `no longer observed in the window ending ${new Date(now).toISOString()}`));
   }
 

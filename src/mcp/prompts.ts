@@ -39,7 +39,7 @@ export function registerLoopPrompts(server: McpServer): void {
           `3. forecast_failure {"target": "all"${scope}}: what breaks next and when (time to out-of-memory, spike and disconnect probabilities, error budget).`,
           '4. For the most urgent cause, pick the directive named by suggested_action (list_directives shows them). Call run_directive with mode "plan" first and read exactly what it would change; then mode "execute". Destructive steps wait for a human\'s approval (kiwi directive approve RUN_ID) unless the policy lets agents approve: say so to the user rather than retrying.',
           '5. get_directive_run {"id": "<run id>"} to confirm every step succeeded (a failed verify step rolls the changes back).',
-          `6. detect_anomalies again over a short window after the change (e.g. {"lookback": "10m"${scope}}) to see what healed; list_anomalies shows what is still open.`,
+          `6. detect_anomalies again over a short window after the change (e.g. {"lookback": "10m"${scope}}) to see what healed: an anomaly is resolved only when the data since it was last seen shows it over, and "unconfirmed" lists those with too little data yet (wait and look again); list_anomalies shows what is still open.`,
           '',
           'If an anomaly is a false positive, mark it: update_anomaly {"id": "<id>", "action": "false_positive", "note": "<why>"}; detection learns from it.',
           'Finish with a short report: each anomaly, its root cause with the evidence, what was done (run ids), what is still open, and what to watch next.',

@@ -125,6 +125,17 @@ export function binomialUpperTail(k: number, n: number, p: number): number {
   return Math.min(1, Math.exp(maxLog) * sum);
 }
 
+/** P(X <= k) for X ~ Binomial(n, p): "k or fewer events out of n when the true rate is p". */
+export function binomialLowerTail(k: number, n: number, p: number): number {
+  if (k >= n) return 1;
+  return Math.max(0, 1 - binomialUpperTail(k + 1, n, p));
+}
+
+/** P(X <= k) for X ~ Poisson(lambda). */
+export function poissonLowerTail(k: number, lambda: number): number {
+  return Math.max(0, 1 - poissonUpperTail(k + 1, lambda));
+}
+
 /** P(X >= k) for X ~ Poisson(lambda), summed exactly in log space. */
 export function poissonUpperTail(k: number, lambda: number): number {
   if (k <= 0) return 1;

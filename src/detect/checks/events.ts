@@ -6,15 +6,20 @@ import { poissonUpperTail } from '../../stats/distributions.js';
 import { toSignificant } from '../../stats/precision.js';
 import { median } from '../../stats/robust.js';
 import type { ConnectionRow, DecisionRow } from '../../store/detect.js';
+import type { Anomaly } from '../../store/anomalies.js';
 import {
   clock,
+  countHealed,
   elevatedRun,
+  evidenceNumber,
+  rateHealed,
   scoreOfP,
   severityFor,
   smoothedRate,
   type Check,
   type CheckFinding,
   type CheckOutput,
+  type DetectionContext,
 } from '../context.js';
 
 const MIN_BASELINE_DECISIONS = 30;
@@ -88,7 +93,19 @@ export const permissionSpike: Check = {
     }
     return { findings, examined };
   },
+  healed(ctx, anomaly) {
+    const rate = evidenceNumber(anomaly, 'denial_rate');
+    const usual = evidenceNumber(anomaly, 'baseline_denial_rate');
+    if (rate === null || usual === null) return null;
+    const since = ctx.reads.decisions(sinceLastSeen(ctx, anomaly), ctx.now).filter((d) => d.component === anomaly.component);
+    return rateHealed(since.filter((d) => d.denied).length, since.length, rate, usual);
+  },
 };
+
+/** Where the window's evidence that an anomaly is over starts: after it was last seen. */
+function sinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): number {
+  return Math.max(ctx.windowStart, (anomaly.end_ts ?? anomaly.start_ts) + 1);
+}
 
 function denialPatterns(denied: DecisionRow[], total: number) {
   return [...groupBy(denied, (d) => `${d.principal}\u0000${d.tool}\u0000${d.permission}`).values()]
@@ -165,6 +182,14 @@ export const connectionInstability: Check = {
       });
     }
     return { findings, examined };
+  },
+  healed(ctx, anomaly) {
+    const mtbfSeconds = evidenceNumber(anomaly, 'mtbf_seconds');
+    const usualPerHour = evidenceNumber(anomaly, 'usual_per_hour');
+    if (mtbfSeconds === null || usualPerHour === null || mtbfSeconds <= 0) return null;
+    const from = sinceLastSeen(ctx, anomaly);
+    const disconnects = ctx.reads.connections(from, ctx.now).filter((c) => c.component === anomaly.component && c.state === 'disconnected');
+    return countHealed(disconnects.length, (ctx.now - from) / HOUR, 3600 / mtbfSeconds, usualPerHour);
   },
 };
 

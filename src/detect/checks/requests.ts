@@ -9,10 +9,13 @@ import { poissonUpperTail } from '../../stats/distributions.js';
 import { toSignificant } from '../../stats/precision.js';
 import type { RequestRow } from '../../store/detect.js';
 import { groupSignatures, messageTemplate } from '../signatures.js';
+import type { Anomaly } from '../../store/anomalies.js';
 import {
   clock,
   elevatedRun,
+  evidenceNumber,
   formatMs,
+  rateHealed,
   scoreOfP,
   severityFor,
   smoothedRate,
@@ -101,7 +104,20 @@ export const latencySpike: Check = {
     }
     return { findings, examined };
   },
+  healed(ctx, anomaly) {
+    const usualP95 = evidenceNumber(anomaly, 'baseline.p95_ms');
+    const slow = evidenceNumber(anomaly, 'slower_than_baseline_p95');
+    const trials = evidenceNumber(anomaly, 'window.requests');
+    if (usualP95 === null || slow === null || trials === null || trials === 0) return null;
+    const since = requestsSinceLastSeen(ctx, anomaly);
+    return rateHealed(since.filter((r) => r.duration_ms > usualP95).length, since.length, slow / trials, SLOW_SHARE);
+  },
 };
+
+/** The component's requests in the window after the anomaly was last seen: what says whether it is over. */
+function requestsSinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): RequestRow[] {
+  return ctx.reads.requests(anomaly.component, Math.max(ctx.windowStart, (anomaly.end_ts ?? anomaly.start_ts) + 1), ctx.now);
+}
 
 export const errorSpike: Check = {
   name: 'error_spike',
@@ -186,6 +202,14 @@ export const errorSpike: Check = {
       });
     }
     return { findings, examined };
+  },
+  healed(ctx, anomaly) {
+    // the request-based finding; one from error events alone ends when it is not found again
+    const rate = evidenceNumber(anomaly, 'error_rate');
+    const usual = evidenceNumber(anomaly, 'baseline_error_rate');
+    if (rate === null || usual === null) return null;
+    const since = requestsSinceLastSeen(ctx, anomaly);
+    return rateHealed(since.filter((r) => r.error).length, since.length, rate, usual);
   },
 };
 

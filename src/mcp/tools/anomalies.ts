@@ -63,7 +63,8 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         'the principal/tool/permission pattern), memory_leak (trend over at least 6 h), connection_instability (disconnects, MTBF), ' +
         'and spike / dip / level_shift on any other metric. Each anomaly has a stable id, severity, evidence and a ' +
         'suggested_action (a directive). Findings are stored: an ongoing anomaly keeps its id, anomalies no longer seen are ' +
-        'resolved, and a finding no larger than one a person marked false_positive is held back. sensitivity 0..1 (default ' +
+        'resolved once the data since they were last seen shows them over (a window too short to tell leaves them open, listed ' +
+        'as unconfirmed), and a finding no larger than one a person marked false_positive is held back. sensitivity 0..1 (default ' +
         `0.5: p < 1e-6). At most ${LIMITS.anomalies} anomalies (limit, default 20), evidence cut at ${LIMITS.evidenceChars} characters.`,
       inputSchema: {
         lookback: z.string().default('60m').describe('Window to judge, e.g. 15m, 60m, 6h'),
@@ -78,6 +79,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         anomalies: z.array(anomalyShape.extend({ new: z.boolean() })),
         total: z.number(),
         resolved: z.array(z.object({ id: z.string(), type: z.string(), component: z.string() })),
+        unconfirmed: z.array(z.object({ id: z.string(), type: z.string(), component: z.string() })),
         suppressed: z.array(
           z.object({ type: z.string(), component: z.string(), magnitude: z.number(), required: z.number(), false_positive: z.string() }),
         ),
@@ -114,6 +116,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         anomalies: shown.map((a) => ({ ...shape(a), new: a.new })),
         total: result.anomalies.length,
         resolved: result.resolved.map((a) => ({ id: a.id, type: a.type, component: a.component })),
+        unconfirmed: result.unconfirmed.map((a) => ({ id: a.id, type: a.type, component: a.component })),
         suppressed: result.suppressed.map(({ type, component, magnitude, required, false_positive }) => ({
           type,
           component,
@@ -128,6 +131,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
           (result.anomalies.length > shown.length ? ` (showing ${shown.length})` : ''),
         ...shown.map((a) => `${a.new ? 'NEW ' : ''}${line(a)}`),
         ...result.resolved.map((a) => `resolved: ${a.type} ${a.component} [${a.id}]`),
+        ...result.unconfirmed.map((a) => `still open, too little data since to tell it is over: ${a.type} ${a.component} [${a.id}]`),
         ...result.suppressed.map((s) => `held back: ${s.type} ${s.component} (like false positive ${s.false_positive})`),
       ].join('\n');
       return answer(structured, text);
