@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AnomalyStore, type AnomalyFinding } from '../src/store/anomalies.js';
+import { AnomalyConflictError, AnomalyStore, type AnomalyFinding } from '../src/store/anomalies.js';
 import { Store } from '../src/store/store.js';
 import { useTempDir } from './helpers/tmp.js';
 
@@ -49,6 +49,73 @@ describe('AnomalyStore', () => {
     expect(anomalies.list({ component: 'nope' }, 10).total).toBe(0);
     expect(store.listAudit(5)[0]).toMatchObject({ actor: 'alice', action: 'anomaly.update', target: anomaly.id, details: { from: 'open', to: 'false_positive' } });
     expect(() => anomalies.setStatus('an_missing', 'resolved', 'bob')).toThrow(/no anomaly "an_missing"/);
+    store.close();
+  });
+
+  it('keeps the newer description, evidence, severity and score when a finding from an earlier window comes in', () => {
+    const store = new Store(join(tempDir(), 'kiwi.db'));
+    const anomalies = new AnomalyStore(store);
+    const HOUR = 3_600_000;
+    const memory = (over: Partial<AnomalyFinding>) =>
+      finding({ fingerprint: 'memory_leak|api', type: 'memory_leak', component: 'api', suggested_action: 'restart', ...over });
+    const { anomaly } = anomalies.record(
+      memory({ start_ts: T0 + HOUR, end_ts: T0 + 3 * HOUR, description: 'memory rising, now 1536 MiB', evidence: { now_mib: 1536 }, severity: 'warning', score: 0.8 }),
+      T0 + 3 * HOUR,
+    );
+    // A look at the past (`at` 2 h ago): the window ends before the anomaly was last seen, and saw an earlier onset.
+    const past = anomalies.record(
+      memory({
+        start_ts: T0 + HOUR / 2,
+        end_ts: T0 + HOUR + 30 * 60_000,
+        description: 'memory rising, now 1298 MiB',
+        evidence: { now_mib: 1298 },
+        severity: 'critical',
+        score: 0.95,
+        suggested_action: 'page someone',
+      }),
+      T0 + 3 * HOUR + 60_000,
+    );
+    expect(past.created).toBe(false);
+    expect(past.anomaly).toMatchObject({
+      id: anomaly.id,
+      description: 'memory rising, now 1536 MiB',
+      evidence: { now_mib: 1536 },
+      severity: 'warning',
+      score: 0.8,
+      suggested_action: 'restart',
+      start_ts: T0 + HOUR / 2, // the earlier onset it saw, continuous with what is stored
+      end_ts: T0 + 3 * HOUR,
+    });
+    // An earlier episode that ends before the stored onset may have healed in between: the onset stays.
+    const disjoint = anomalies.record(memory({ start_ts: T0 - 5 * HOUR, end_ts: T0 - 4 * HOUR, description: 'old', evidence: {} }));
+    expect(disjoint.anomaly).toMatchObject({ id: anomaly.id, start_ts: T0 + HOUR / 2, end_ts: T0 + 3 * HOUR, description: 'memory rising, now 1536 MiB' });
+    // A finding from a window ending at or after it still updates it.
+    const later = anomalies.record(memory({ start_ts: T0 + 2 * HOUR, end_ts: T0 + 4 * HOUR, description: 'memory rising, now 1700 MiB', evidence: { now_mib: 1700 } }));
+    expect(later.anomaly).toMatchObject({ id: anomaly.id, start_ts: T0 + HOUR / 2, end_ts: T0 + 4 * HOUR, description: 'memory rising, now 1700 MiB', evidence: { now_mib: 1700 } });
+    store.close();
+  });
+
+  it('refuses to re-activate a closed anomaly while another one on the same signal is active', () => {
+    const store = new Store(join(tempDir(), 'kiwi.db'));
+    const anomalies = new AnomalyStore(store);
+    const old = anomalies.record(finding()).anomaly;
+    anomalies.setStatus(old.id, 'resolved', 'alice');
+    const current = anomalies.record(finding({ start_ts: T0 + 3_600_000, end_ts: T0 + 3_660_000 }));
+    expect(current.created).toBe(true);
+    for (const status of ['acknowledged', 'open'] as const) {
+      expect(() => anomalies.setStatus(old.id, status, 'alice')).toThrow(AnomalyConflictError);
+      expect(() => anomalies.setStatus(old.id, status, 'alice')).toThrow(
+        new RegExp(`^cannot ${status === 'open' ? 'reopen' : 'acknowledge'} ${old.id} \\(resolved\\): ${current.anomaly.id} is already open on the same signal`),
+      );
+    }
+    expect(anomalies.get(old.id)!.status).toBe('resolved');
+    expect(anomalies.list({ statuses: ['open', 'acknowledged'] }, 10).anomalies.map((a) => a.id)).toEqual([current.anomaly.id]);
+    // Closing transitions stay allowed, and once the other is closed the old one can be reopened.
+    expect(anomalies.setStatus(old.id, 'false_positive', 'alice').status).toBe('false_positive');
+    expect(() => anomalies.setStatus(old.id, 'acknowledged', 'alice')).toThrow(/\(false_positive\): .* is already open/);
+    anomalies.setStatus(current.anomaly.id, 'resolved', 'alice');
+    expect(anomalies.setStatus(old.id, 'open', 'alice').status).toBe('open');
+    expect(() => anomalies.setStatus(current.anomaly.id, 'acknowledged', 'alice')).toThrow(new RegExp(`${old.id} is already open`));
     store.close();
   });
 });

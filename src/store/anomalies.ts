@@ -61,6 +61,22 @@ export function anomalyId(fingerprint: string, start: number, occurrence = 1): s
   return `an_${createHash('sha1').update(key).digest('hex').slice(0, 12)}`;
 }
 
+/** Re-activating a closed anomaly while another one on the same signal is active (it would make two). */
+export class AnomalyConflictError extends Error {
+  constructor(
+    readonly anomaly: Anomaly,
+    readonly active: Anomaly,
+    status: AnomalyStatus,
+  ) {
+    super(
+      `cannot ${status === 'open' ? 'reopen' : 'acknowledge'} ${anomaly.id} (${anomaly.status}): ${active.id} is already ${active.status} ` +
+        `on the same signal (${active.type} on ${active.component}); act on ${active.id} instead`,
+    );
+  }
+}
+
+const ACTIVE: readonly AnomalyStatus[] = ['open', 'acknowledged'];
+
 export class AnomalyStore {
   private readonly db: SqliteDatabase;
   private readonly stmt: ReturnType<AnomalyStore['prepare']>;
@@ -83,10 +99,14 @@ export class AnomalyStore {
                  @score, @evidence, @suggested_action, NULL, @now, @now)`,
       ),
       refresh: this.db.prepare(
-        `UPDATE anomalies SET severity = @severity, description = @description, end_ts = @end_ts, score = @score,
+        `UPDATE anomalies SET severity = @severity, description = @description, start_ts = @start_ts, end_ts = @end_ts, score = @score,
                               evidence = @evidence, suggested_action = @suggested_action, updated_at = @now
          WHERE id = @id`,
       ),
+      otherActive: this.db.prepare(
+        "SELECT * FROM anomalies WHERE fingerprint = ? AND id != ? AND status IN ('open', 'acknowledged') ORDER BY start_ts DESC LIMIT 1",
+      ),
+      widenOnset: this.db.prepare('UPDATE anomalies SET start_ts = @start_ts, updated_at = @now WHERE id = @id'),
       setStatus: this.db.prepare('UPDATE anomalies SET status = ?, note = ?, updated_at = ? WHERE id = ?'),
       falsePositives: this.db.prepare(
         `SELECT * FROM anomalies WHERE status = 'false_positive' AND fingerprint = ? ORDER BY updated_at DESC ${LIMIT_PARAM}`,
@@ -95,21 +115,36 @@ export class AnomalyStore {
   }
 
   /**
-   * Records a finding: an open anomaly with the same fingerprint is updated (its onset and id
-   * kept, severity never lowered while it lasts); otherwise a new one is opened.
+   * Records a finding: an open anomaly with the same fingerprint is updated (its id kept, its onset
+   * moved only earlier, severity never lowered while it lasts); otherwise a new one is opened.
+   *
+   * A finding that ends before the anomaly was last seen comes from a look at the past (a window
+   * ending earlier): it does not replace the newer description, evidence, severity, score or
+   * suggested action, and its end is not the anomaly's. It only moves the onset earlier, when it
+   * saw the anomaly earlier and its span reaches the stored one (so it is the same episode); one
+   * that ended before the stored onset may have healed in between, and leaves the record as it is.
    */
   record(finding: AnomalyFinding, now: number = Date.now()): { anomaly: Anomaly; created: boolean } {
     return this.store.inTransaction(() => {
       const current = this.stmt.ongoing.get(finding.fingerprint) as Row | undefined;
       const evidence = JSON.stringify(finding.evidence);
       if (current) {
+        const currentEnd = current.end_ts ?? current.start_ts;
+        const findingEnd = finding.end_ts ?? finding.start_ts;
+        if (findingEnd < currentEnd) {
+          if (finding.start_ts < current.start_ts && findingEnd >= current.start_ts) {
+            this.stmt.widenOnset.run({ id: current.id, start_ts: finding.start_ts, now });
+          }
+          return { anomaly: this.get(current.id)!, created: false };
+        }
         const severity =
           SEVERITY_RANK[finding.severity] >= SEVERITY_RANK[current.severity as Severity] ? finding.severity : (current.severity as Severity);
         this.stmt.refresh.run({
           id: current.id,
           severity,
           description: finding.description,
-          end_ts: Math.max(finding.end_ts ?? finding.start_ts, current.end_ts ?? current.start_ts),
+          start_ts: Math.min(finding.start_ts, current.start_ts),
+          end_ts: findingEnd,
           score: Math.max(finding.score, current.score),
           evidence,
           suggested_action: finding.suggested_action,
@@ -146,12 +181,20 @@ export class AnomalyStore {
   /**
    * Acknowledges, resolves, reopens or marks a false positive; audited. `note` undefined keeps the
    * current note, null clears it; `auditDetails` are added to the audit entry (e.g. a run id).
+   *
+   * At most one anomaly per fingerprint is active (open or acknowledged): detection updates that
+   * one. Re-activating a resolved or false-positive anomaly while another with its fingerprint is
+   * active throws an AnomalyConflictError naming the active one. Any anomaly may be closed.
    */
   setStatus(id: string, status: AnomalyStatus, actor: string, note?: string | null, auditDetails: Record<string, unknown> = {}): Anomaly {
     return this.store.inTransaction(() => {
       const before = this.get(id);
       if (!before) throw new Error(`id: no anomaly "${id}"`);
       const now = Date.now();
+      if (ACTIVE.includes(status) && !ACTIVE.includes(before.status)) {
+        const active = this.stmt.otherActive.get(before.fingerprint, id) as Row | undefined;
+        if (active) throw new AnomalyConflictError(before, fromRow(active), status);
+      }
       const nextNote = note === undefined ? before.note : note;
       this.stmt.setStatus.run(status, nextNote, now, id);
       this.store.appendAudit({

@@ -3,7 +3,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { ANOMALY_TYPES } from '../../detect/context.js';
 import { detectAnomalies } from '../../detect/service.js';
-import { ANOMALY_STATUSES, AnomalyStore, type Anomaly } from '../../store/anomalies.js';
+import { ANOMALY_STATUSES, AnomalyConflictError, AnomalyStore, type Anomaly } from '../../store/anomalies.js';
 import type { Store } from '../../store/store.js';
 import { iso, parseDuration, parseTimeInput } from '../../time.js';
 import { timeInput } from '../arguments.js';
@@ -48,6 +48,11 @@ function line(a: Anomaly): string {
   return `${a.severity.toUpperCase()} ${a.type} ${a.component} [${a.id}, ${a.status}]: ${a.description}${action}`;
 }
 
+/**
+ * What update_anomaly does. Any anomaly may be closed (resolve, false_positive) or re-closed the
+ * other way; acknowledge and reopen make it active again, which is refused while another anomaly
+ * on the same signal is active (detection updates that one: two would split what it sees).
+ */
 const ACTIONS = { acknowledge: 'acknowledged', resolve: 'resolved', false_positive: 'false_positive', reopen: 'open' } as const;
 
 export function registerAnomalyTools(server: McpServer, store: Store): void {
@@ -147,8 +152,8 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         `since (time). Paginated: limit (default 20, at most ${LIMITS.list}) and offset.`,
       inputSchema: {
         status: z.array(z.enum(ANOMALY_STATUSES)).optional().describe('Default: open and acknowledged'),
-        component: z.string().optional(),
-        type: z.string().optional(),
+        component: z.string().optional().describe('A component Kiwi has telemetry from'),
+        type: z.enum(ANOMALY_TYPES).optional(),
         since: timeInput.optional().describe('Anomalies last seen at or after this time: ISO 8601, epoch, or relative like -7d'),
         limit: z.number().int().min(1).max(LIMITS.list).default(20),
         offset: z.number().int().min(0).default(0),
@@ -165,6 +170,10 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
           throw new Error(`since: ${(err as Error).message}`);
         }
       }
+      // Otherwise a misspelt component lists nothing: an all-clear for nothing.
+      if (args.component !== undefined && !store.hasComponent(args.component)) {
+        throw new Error(`component: no telemetry from "${args.component}"`);
+      }
       const { anomalies: rows, total } = anomalies.list(
         {
           statuses: args.status ?? ['open', 'acknowledged'],
@@ -176,7 +185,11 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         args.offset,
       );
       const next = args.offset + rows.length < total ? args.offset + rows.length : null;
-      const text = [`${total} anomalies`, ...rows.map(line), ...(next !== null ? [`next page: offset=${next}`] : [])].join('\n');
+      const text = [
+        rows.length === 0 && args.offset > 0 ? `${total} anomalies; offset ${args.offset} is past the last` : `${total} anomalies`,
+        ...rows.map(line),
+        ...(next !== null ? [`next page: offset=${next}`] : []),
+      ].join('\n');
       return answer({ total, next_offset: next, anomalies: rows.map(shape) }, text);
     },
   );
@@ -203,7 +216,8 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
       title: 'Update an anomaly',
       description:
         'Acknowledge, resolve, reopen, or mark an anomaly a false positive, with a note. A false-positive mark teaches detection: ' +
-        'later findings on the same signal are held back unless 1.5x larger. Every change is audited.',
+        'later findings on the same signal are held back unless 1.5x larger. Acknowledging or reopening a closed anomaly is ' +
+        'refused while another on the same signal is open or acknowledged (act on that one). Every change is audited.',
       inputSchema: {
         id: z.string().max(100),
         action: z.enum(['acknowledge', 'resolve', 'false_positive', 'reopen']).describe('false_positive also teaches detection to hold back similar findings'),
@@ -213,7 +227,13 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     async ({ id, action, note }) => {
-      const updated = anomalies.setStatus(id, ACTIONS[action], 'mcp:update_anomaly', note);
+      let updated: Anomaly;
+      try {
+        updated = anomalies.setStatus(id, ACTIONS[action], 'mcp:update_anomaly', note);
+      } catch (err) {
+        if (err instanceof AnomalyConflictError) throw new Error(`action: ${err.message}`);
+        throw err;
+      }
       return answer(shape(updated), line(updated));
     },
   );
