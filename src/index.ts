@@ -2,7 +2,10 @@
  * Embedding API: `createKiwi()` opens a store and returns an MCP server a host can connect to
  * any transport in-process (e.g. the SDK's InMemoryTransport).
  */
+import { interruptRuns } from './directives/engine.js';
 import { Policy } from './directives/policy.js';
+import { DirectiveService } from './directives/service.js';
+import { log } from './log.js';
 import { SelfTelemetry } from './ingest/self.js';
 import { createMcpServer, type KiwiMcpServer } from './mcp/server.js';
 import { readSetting } from './settings.js';
@@ -24,6 +27,8 @@ export interface KiwiOptions {
   directivesDir?: string;
   /** Scripts folder; default `KIWI_SCRIPTS`, else the shipped `scripts/`. */
   scriptsDir?: string;
+  /** How long run_directive waits for an executing run before answering with it still running (default 20 s). */
+  directiveAnswerWithinMs?: number;
 }
 
 export interface Kiwi {
@@ -37,7 +42,12 @@ export interface Kiwi {
 
 export function createKiwi(options: KiwiOptions = {}): Kiwi {
   // A bad policy file fails here, before a store is opened, rather than at the first directive.
-  const directives = { policy: Policy.load(options.policy), directivesDir: options.directivesDir, scriptsDir: options.scriptsDir };
+  const directives = {
+    policy: Policy.load(options.policy),
+    directivesDir: options.directivesDir,
+    scriptsDir: options.scriptsDir,
+    answerWithinMs: options.directiveAnswerWithinMs,
+  };
   const store = new Store(resolveDbPath(options.db));
   const telemetry =
     options.selfTelemetry === false
@@ -55,6 +65,10 @@ export function createKiwi(options: KiwiOptions = {}): Kiwi {
   }
   const createServer = () => createMcpServer(store, telemetry, directives);
   const server = createServer();
+  // A run a stopped process left half done is undone now, not at the next run of a directive.
+  new DirectiveService({ store, policy: directives.policy, directivesDir: directives.directivesDir, scriptsDir: directives.scriptsDir })
+    .engine.recoverInterrupted()
+    .catch((err: unknown) => log.warn(`could not recover interrupted directive runs: ${(err as Error).message}`));
   let closed = false;
   return {
     server,
@@ -63,6 +77,8 @@ export function createKiwi(options: KiwiOptions = {}): Kiwi {
     async close() {
       if (closed) return;
       closed = true;
+      // Runs under way are stopped and rolled back while the store is still open.
+      await interruptRuns('Kiwi is stopping', { store });
       telemetry?.stop();
       await server.close();
       store.close();

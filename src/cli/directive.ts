@@ -1,6 +1,7 @@
 /** `kiwi directive validate|list|run|approve|reject|runs|show`: the directives capability from a shell. */
 import { inProcessToolCaller, renderRun, runStructured } from '../mcp/tools/directives.js';
 import { createMcpServer } from '../mcp/server.js';
+import { interruptRuns } from '../directives/engine.js';
 import { formatDiagnostic } from '../directives/load.js';
 import { Policy } from '../directives/policy.js';
 import { capabilitiesWithToolFallback } from '../directives/registry.js';
@@ -105,14 +106,16 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
         if (mode !== 'plan' && mode !== 'execute') throw new Usage('--mode must be plan or execute');
         const specs = service.library.get(name)?.loaded.directive?.inputs ?? {};
         const inputs = coerceInputPairs((values.input as string[] | undefined) ?? [], specs);
-        const run = await service.run({
-          directive: name,
-          inputs,
-          mode,
-          approve: values.approve === true,
-          principal: principal(),
-          idempotencyKey: values['idempotency-key'] as string | undefined,
-        });
+        const run = await rollingBackOnSignal(
+          service.run({
+            directive: name,
+            inputs,
+            mode,
+            approve: values.approve === true,
+            principal: principal(),
+            idempotencyKey: values['idempotency-key'] as string | undefined,
+          }),
+        );
         return print(run);
       }
       case 'approve': {
@@ -121,7 +124,7 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
         const run = service.engine.getRun(id);
         const specs = run ? (service.library.get(run.directive)?.loaded.directive?.inputs ?? {}) : {};
         const secrets = coerceInputPairs((values.input as string[] | undefined) ?? [], specs);
-        return print(await service.approve(id, principal(), secrets));
+        return print(await rollingBackOnSignal(service.approve(id, principal(), secrets)));
       }
       case 'reject': {
         const [id] = rest;
@@ -153,5 +156,24 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
     }
   } finally {
     store.close();
+  }
+}
+
+/**
+ * Waits for a run while Ctrl-C or SIGTERM, instead of killing the process mid-step, stops it and
+ * rolls back what it applied (interruptRuns); the run then ends as rolled_back and is printed.
+ */
+async function rollingBackOnSignal<T>(work: Promise<T>): Promise<T> {
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`kiwi directive: ${signal}: stopping the run and rolling back what it applied\n`);
+    void interruptRuns(`kiwi directive received ${signal}`);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    return await work;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }

@@ -7,9 +7,10 @@
  * the directive's `rollback` steps; `finally` steps always run. Every run is stored and audited.
  */
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { normaliseRecord } from '../ingest/records.js';
 import { log } from '../log.js';
-import { DirectiveRunStore, isUniqueViolation, type DirectiveRunRow, type RunStatus } from '../store/directives.js';
+import { DirectiveRunStore, isUniqueViolation, type DirectiveRunRow, type RunningRun, type RunStatus } from '../store/directives.js';
 import type { Store } from '../store/store.js';
 import { ACTIONS, type ActionContext, type ActionResult, type Undo } from './actions.js';
 import { parseDurationText } from './duration.js';
@@ -34,8 +35,54 @@ export const MAX_STEPS_PER_RUN = 500;
 export const MAX_FOREACH_ITEMS = 100;
 export const MAX_INPUT_BYTES = 64 * 1024;
 const MASK = '***';
-/** A run left `running` this long (its process died) no longer holds its target's lock. */
+/** A run left `running` this long is abandoned; longer than MAX_STEP_TIMEOUT_MS, so a live run records a step at least this often. */
 const STALE_RUN_MS = 30 * 60_000;
+
+/** This process as the owner of the runs it executes: another process on the host can tell when it has stopped. */
+const OWNER = `${hostname()}:${process.pid}`;
+
+/** Runs this process is executing, by id: what interruptRuns stops. */
+const inFlight = new Map<string, { store: Store; controller: AbortController; done: Promise<unknown> }>();
+
+/**
+ * Stops this process's running directives before it exits: the step under way is aborted, the
+ * changes applied so far are undone and the directives' rollback and finally steps run, as when a
+ * step fails. Waits up to `waitMs` for them; a run still unfinished then is left to
+ * DirectiveEngine.recoverInterrupted in the next process, which undoes its recorded changes.
+ */
+export async function interruptRuns(reason: string, options: { store?: Store; waitMs?: number } = {}): Promise<number> {
+  const waitMs = options.waitMs ?? 30_000;
+  const runs = [...inFlight.values()].filter((r) => options.store === undefined || r.store === options.store);
+  for (const run of runs) run.controller.abort(new Error(`interrupted: ${reason}`));
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, waitMs);
+    timer.unref();
+  });
+  await Promise.race([Promise.allSettled(runs.map((r) => r.done)), deadline]);
+  clearTimeout(timer);
+  return runs.length;
+}
+
+/**
+ * Whether a running run was left by a process that stopped: its owner (host:pid) is gone from this
+ * host, or it has not moved for STALE_RUN_MS (longer than any step may take, and every step
+ * records itself), which also covers another host's runs and a pid the system gave to another
+ * process since.
+ */
+function abandoned(run: RunningRun, now: number): boolean {
+  if (run.owner === OWNER) return !inFlight.has(run.id);
+  if (now - run.updated_at > STALE_RUN_MS) return true;
+  const at = run.owner?.lastIndexOf(':') ?? -1;
+  const pid = run.owner === null ? NaN : Number(run.owner.slice(at + 1));
+  if (run.owner === null || run.owner.slice(0, at) !== hostname() || !Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 
 export type Phase = 'steps' | 'undo' | 'rollback' | 'finally';
 
@@ -81,6 +128,8 @@ export interface RunRequest {
   principal: string;
   approve?: boolean;
   idempotencyKey?: string;
+  /** Called once the run holds its lock and starts executing, with its id (an answer may not wait for the end). */
+  onStart?: (runId: string) => void;
 }
 
 export interface RunView extends DirectiveRunRow {
@@ -121,6 +170,8 @@ interface Frame {
 
 interface RunState {
   run: DirectiveRunRow;
+  /** Aborted by interruptRuns: the main steps stop; undo, rollback and finally still run. */
+  interrupted: AbortSignal;
   principal: string;
   records: StepRecord[];
   applied: Undo[];
@@ -173,6 +224,7 @@ export class DirectiveEngine {
 
   async run(request: RunRequest): Promise<RunView> {
     this.sweepExpired();
+    await this.recoverInterrupted();
     const mode = request.mode ?? 'plan';
     const { directive, tools } = await this.loadValid(request.directive);
     const inputs = resolveInputs(directive, request.inputs ?? {});
@@ -286,13 +338,16 @@ export class DirectiveEngine {
       target: id,
       details: { directive: directive.name, target, approved_by: approvedBy, inputs: running.inputs },
     });
-    const finished = await this.execute(running, frame, request.principal, tools);
+    const execution = this.execute(running, frame, request.principal, tools);
+    request.onStart?.(id);
+    const finished = await execution;
     return { ...finished, replayed: false, next: null };
   }
 
   /** A human (or, where the policy lets it, an agent) approves a waiting run; it then executes here. */
   async approve(runId: string, approver: string, secretInputs: Record<string, unknown> = {}): Promise<RunView> {
     this.sweepExpired();
+    await this.recoverInterrupted();
     const run = this.runs.get(runId);
     if (!run) throw new Error(`run ${runId}: not found`);
     if (run.status === 'expired') throw new Error(`run ${runId}: approval expired at ${new Date(run.expires_at ?? 0).toISOString()}; request it again`);
@@ -408,26 +463,55 @@ export class DirectiveEngine {
 
   /** Inserts an active run: the unique index on (directive, target) is the lock. */
   private insertHoldingLock(run: DirectiveRunRow): void {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        this.runs.insert(run);
-        return;
-      } catch (err) {
-        if (!isUniqueViolation(err)) throw err;
-        if (run.idempotency_key !== null && this.runs.byIdempotencyKey(run.directive, run.idempotency_key)) {
-          throw new Error(`idempotency_key: "${run.idempotency_key}" is already used by another run of ${run.directive}`);
-        }
-        const holder = this.runs.activeFor(run.directive, run.target);
-        if (holder && holder.status === 'running' && Date.now() - holder.updated_at > STALE_RUN_MS) {
-          this.runs.transition(holder.id, 'running', 'failed', Date.now(), { error: 'abandoned: its process stopped while running', finished: true });
-          this.store.appendAudit({ actor: 'kiwi', action: 'directive.abandoned', target: holder.id, details: { directive: holder.directive } });
-          continue;
-        }
-        throw new Error(
-          `target: ${run.directive} is already ${holder?.status ?? 'active'} for target "${run.target}" (run ${holder?.id ?? '?'}); one run per target at a time`,
-        );
+    try {
+      this.runs.insert(run);
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      if (run.idempotency_key !== null && this.runs.byIdempotencyKey(run.directive, run.idempotency_key)) {
+        throw new Error(`idempotency_key: "${run.idempotency_key}" is already used by another run of ${run.directive}`);
       }
+      const holder = this.runs.activeFor(run.directive, run.target);
+      throw new Error(
+        `target: ${run.directive} is already ${holder?.status ?? 'active'} for target "${run.target}" (run ${holder?.id ?? '?'}); one run per target at a time`,
+      );
     }
+  }
+
+  /**
+   * Finishes the runs a stopped process left `running` (see abandoned): undoes the changes each
+   * recorded, newest first, and closes it as rolled_back, or failed when an undo failed; audited.
+   * Its rollback and finally steps do not run: they were the stopped process's to run. Called
+   * before every run and approval, so a stopped process holds no target's lock for long.
+   */
+  async recoverInterrupted(now = Date.now()): Promise<DirectiveRunRow[]> {
+    const recovered: DirectiveRunRow[] = [];
+    for (const left of this.runs.running()) {
+      if (!abandoned(left, now) || !this.runs.takeOver(left, OWNER, now)) continue;
+      const undo = [...left.undo] as Undo[];
+      const undone: string[] = [];
+      const errors: string[] = [];
+      while (undo.length) {
+        const change = undo.pop()!;
+        try {
+          const as = { directive: left.directive, principal: left.requested_by ?? 'kiwi', runId: left.id };
+          await withTimeout(DEFAULT_STEP_TIMEOUT_MS, (signal) => this.runActionAs(as, change.action, change.inputs, signal));
+          undone.push(change.description);
+          this.store.appendAudit({ actor: 'kiwi', action: 'directive.undo', target: left.id, details: { undo: change.description, inputs: change.inputs } });
+        } catch (err) {
+          errors.push(`${change.description}: ${(err as Error).message}`);
+        }
+        this.runs.saveUndo(left.id, undo, Date.now());
+      }
+      const error =
+        `interrupted: the process running it (${left.owner ?? 'unknown'}) stopped; ` +
+        (errors.length ? `rollback incomplete: ${errors.join('; ')}` : `${undone.length} change(s) undone`);
+      const status = errors.length ? 'failed' : 'rolled_back';
+      this.runs.transition(left.id, 'running', status, Date.now(), { error, finished: true });
+      this.store.appendAudit({ actor: 'kiwi', action: 'directive.interrupted', target: left.id, details: { directive: left.directive, owner: left.owner, status, undone } });
+      log.warn(`directive run ${left.id} (${left.directive}) was left running by ${left.owner ?? 'a stopped process'}: ${error}`);
+      recovered.push(this.runs.get(left.id)!);
+    }
+    return recovered;
   }
 
   private recordPermission(decision: 'allow' | 'deny', principal: string, permission: string, tool: string, runId: string, directive: string): void {
@@ -590,9 +674,18 @@ export class DirectiveEngine {
 
   // ---------------------------------------------------------------- execute
 
-  private async execute(run: DirectiveRunRow, frame: Frame, principal: string, tools: readonly ToolInfo[]): Promise<DirectiveRunRow> {
+  private execute(run: DirectiveRunRow, frame: Frame, principal: string, tools: readonly ToolInfo[]): Promise<DirectiveRunRow> {
+    const controller = new AbortController();
+    this.runs.claim(run.id, OWNER, Date.now());
+    const done = this.executeRun(run, frame, principal, tools, controller.signal).finally(() => inFlight.delete(run.id));
+    inFlight.set(run.id, { store: this.store, controller, done });
+    return done;
+  }
+
+  private async executeRun(run: DirectiveRunRow, frame: Frame, principal: string, tools: readonly ToolInfo[], interrupted: AbortSignal): Promise<DirectiveRunRow> {
     const state: RunState = {
       run,
+      interrupted,
       principal,
       records: [],
       applied: [],
@@ -641,6 +734,7 @@ export class DirectiveEngine {
   private async executeSteps(frame: Frame, state: RunState, steps: readonly StepDefinition[], phase: Phase, base: string, keepGoing: boolean): Promise<string[]> {
     const errors: string[] = [];
     for (let i = 0; i < steps.length; i++) {
+      if (phase === 'steps') state.interrupted.throwIfAborted();
       try {
         await this.executeStep(frame, state, steps[i]!, `${base}[${i}]`, phase, keepGoing);
       } catch (err) {
@@ -750,11 +844,13 @@ export class DirectiveEngine {
       while (attempts < attemptsAllowed) {
         attempts++;
         try {
-          result = await withTimeout(timeoutMs, (signal) => this.runOnce(frame, state, step, needs.ref, inputs, signal, timeoutMs));
+          const interrupted = phase === 'steps' ? state.interrupted : undefined;
+          result = await withTimeout(timeoutMs, (signal) => this.runOnce(frame, state, step, needs.ref, inputs, signal, timeoutMs), interrupted);
           break;
         } catch (err) {
           lastError = err as Error;
           if (err instanceof StepFailed) break; // a nested directive already rolled its own way; don't retry it blindly
+          if (phase === 'steps' && state.interrupted.aborted) break;
           if (attempts < attemptsAllowed) await new Promise((r) => setTimeout(r, Math.min(250 * attempts, 2000)));
         }
       }
@@ -762,7 +858,10 @@ export class DirectiveEngine {
       if (!result) {
         return fail(lastError?.message ?? 'failed', { ref: needs.ref, inputs, attempts, item_index: itemIndex, duration_ms: Date.now() - itemStarted });
       }
-      if (result.undo && phase === 'steps') state.applied.push(result.undo);
+      if (result.undo && phase === 'steps') {
+        state.applied.push(result.undo);
+        this.runs.saveUndo(state.run.id, state.applied, Date.now());
+      }
       outputs.push(result.output);
       record({ ref: needs.ref, inputs, output: result.output, attempts, item_index: itemIndex, duration_ms: Date.now() - itemStarted });
       if (needs.permissions.some((p) => p !== 'read:metrics')) {
@@ -828,7 +927,16 @@ export class DirectiveEngine {
     return { output: { directive: ref, steps: outputs } };
   }
 
-  private async runAction(frame: Frame, state: RunState, name: string, inputs: Record<string, unknown>, signal: AbortSignal): Promise<ActionResult> {
+  private runAction(frame: Frame, state: RunState, name: string, inputs: Record<string, unknown>, signal: AbortSignal): Promise<ActionResult> {
+    return this.runActionAs({ directive: frame.directive.name, principal: state.principal, runId: state.run.id }, name, inputs, signal);
+  }
+
+  private async runActionAs(
+    as: { directive: string; principal: string; runId: string },
+    name: string,
+    inputs: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<ActionResult> {
     const action = ACTIONS[name];
     if (!action) throw new Error(`unknown action "${name}"`);
     const parsed = action.inputs.safeParse(inputs);
@@ -838,9 +946,9 @@ export class DirectiveEngine {
       runs: this.runs,
       policy: this.policy,
       capabilities: this.capabilities,
-      principal: state.principal,
-      runId: state.run.id,
-      directive: frame.directive.name,
+      principal: as.principal,
+      runId: as.runId,
+      directive: as.directive,
       signal,
     };
     return action.run(ctx, parsed.data);
@@ -851,6 +959,7 @@ export class DirectiveEngine {
     const errors: string[] = [];
     while (state.applied.length) {
       const undo = state.applied.pop()!;
+      this.runs.saveUndo(state.run.id, state.applied, Date.now());
       const started = Date.now();
       const record = (outcome: 'ok' | 'failed', output: unknown, error: string | null) =>
         state.records.push({
@@ -919,20 +1028,28 @@ function boundOutput(output: unknown): unknown {
   return { truncated: true, bytes: json.length, head: json.slice(0, 2000) };
 }
 
-export async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+/** Runs `work` with a signal aborted after `ms`, or when `outer` aborts (with its reason), whichever comes first. */
+export async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => Promise<T>, outer?: AbortSignal): Promise<T> {
+  outer?.throwIfAborted();
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
+  let onOuterAbort: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new Error(`timed out after ${ms} ms`);
+    const stop = (err: Error) => {
       controller.abort(err);
       reject(err);
-    }, ms);
+    };
+    timer = setTimeout(() => stop(new Error(`timed out after ${ms} ms`)), ms);
+    if (outer) {
+      onOuterAbort = () => stop(outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason)));
+      outer.addEventListener('abort', onOuterAbort, { once: true });
+    }
   });
   try {
     return await Promise.race([work(controller.signal), timeout]);
   } finally {
     clearTimeout(timer);
+    if (onOuterAbort) outer?.removeEventListener('abort', onOuterAbort);
   }
 }
 

@@ -84,7 +84,7 @@ export class KiwiMcpServer extends McpServer {
 }
 
 /** Where the directive tools find their policy, directives and scripts (each defaults as DirectiveService's does). */
-export type DirectiveSetup = Pick<DirectiveToolOptions, 'policy' | 'directivesDir' | 'scriptsDir'>;
+export type DirectiveSetup = Pick<DirectiveToolOptions, 'policy' | 'directivesDir' | 'scriptsDir' | 'answerWithinMs'>;
 
 export function createMcpServer(store: Store, telemetry: SelfTelemetry | null, directives: DirectiveSetup = {}): KiwiMcpServer {
   const server = new KiwiMcpServer(telemetry);

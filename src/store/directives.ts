@@ -44,6 +44,18 @@ interface RawRun extends Omit<DirectiveRunRow, 'inputs' | 'plan' | 'steps'> {
   inputs: string;
   plan: string | null;
   steps: string;
+  owner?: string | null;
+  undo?: string;
+}
+
+/** A run in status running: which process runs it and the undo of what it applied (JSON, newest last). */
+export interface RunningRun {
+  id: string;
+  directive: string;
+  owner: string | null;
+  requested_by: string | null;
+  updated_at: number;
+  undo: unknown[];
 }
 
 /** A SQLite unique-index violation: another run holds the lock, or the idempotency key is taken. */
@@ -51,7 +63,8 @@ export function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
-const fromRaw = (r: RawRun): DirectiveRunRow => ({
+// owner and undo are the engine's bookkeeping, not part of a run as it is shown
+const fromRaw = ({ owner: _owner, undo: _undo, ...r }: RawRun): DirectiveRunRow => ({
   ...r,
   inputs: JSON.parse(r.inputs) as Record<string, unknown>,
   plan: r.plan === null ? null : (JSON.parse(r.plan) as unknown),
@@ -87,6 +100,12 @@ export class DirectiveRunStore {
            error = coalesce(@error, error), finished_at = @finished_at
          WHERE id = @id AND status = @from`,
       ),
+      claim: db.prepare("UPDATE directive_runs SET owner = @owner, updated_at = @now WHERE id = @id AND status = 'running'"),
+      takeOver: db.prepare(
+        "UPDATE directive_runs SET owner = @to, updated_at = @now WHERE id = @id AND status = 'running' AND owner IS @from AND updated_at = @seen",
+      ),
+      saveUndo: db.prepare('UPDATE directive_runs SET undo = @undo, updated_at = @now WHERE id = @id'),
+      running: db.prepare("SELECT id, directive, owner, requested_by, updated_at, undo FROM directive_runs WHERE status = 'running'"),
       save: db.prepare(
         `UPDATE directive_runs SET status = @status, steps = @steps, plan = coalesce(@plan, plan), error = @error,
            updated_at = @now, finished_at = @finished_at WHERE id = @id`,
@@ -125,6 +144,25 @@ export class DirectiveRunStore {
   /** Marks undecided runs past their deadline as expired; returns them. */
   expireDue(now: number): { id: string; directive: string; requested_by: string | null }[] {
     return this.stmt.expire.all(now, now, now) as { id: string; directive: string; requested_by: string | null }[];
+  }
+
+  /** Marks a running run as run by `owner` (a process). */
+  claim(id: string, owner: string, now: number): void {
+    this.stmt.claim.run({ id, owner, now });
+  }
+
+  /** Takes over a running run whose owner stopped; false when another process moved first. */
+  takeOver(run: RunningRun, to: string, now: number): boolean {
+    return this.stmt.takeOver.run({ id: run.id, from: run.owner, to, now, seen: run.updated_at }).changes === 1;
+  }
+
+  /** Keeps the undo of every change the run has applied so far, so another process can undo them if this one stops. */
+  saveUndo(id: string, undo: readonly unknown[], now: number): void {
+    this.stmt.saveUndo.run({ id, undo: JSON.stringify(undo), now });
+  }
+
+  running(): RunningRun[] {
+    return (this.stmt.running.all() as (Omit<RunningRun, 'undo'> & { undo: string })[]).map((r) => ({ ...r, undo: JSON.parse(r.undo) as unknown[] }));
   }
 
   /** Moves a run from one status to another; false when it was not in `from` (someone else decided first). */

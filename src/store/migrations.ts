@@ -148,4 +148,9 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX directive_runs_by_directive ON directive_runs (directive, created_at);
   CREATE INDEX directive_runs_by_status ON directive_runs (status, expires_at);
   `,
+
+  /* 3: interrupted runs: which process runs a run, and the undo of each change it applied so far */ `
+  ALTER TABLE directive_runs ADD COLUMN owner TEXT;
+  ALTER TABLE directive_runs ADD COLUMN undo TEXT NOT NULL DEFAULT '[]';
+  `,
 ];

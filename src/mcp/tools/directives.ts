@@ -36,7 +36,15 @@ export interface DirectiveToolOptions {
   directivesDir?: string;
   scriptsDir?: string;
   policy?: Policy;
+  /**
+   * How long run_directive waits for an executing run before answering with it still running
+   * (default ANSWER_WITHIN_MS): hosts time requests out (the SDK client after 60 s), and a verify
+   * step waits minutes. The run goes on; get_directive_run follows it.
+   */
+  answerWithinMs?: number;
 }
+
+export const ANSWER_WITHIN_MS = 20_000;
 
 /** Kiwi's tools through an in-process client, connected lazily; the tool list is cached. */
 export function inProcessToolCaller(createServer: () => McpServer): ToolCaller {
@@ -326,7 +334,9 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
         'Plan (default) or execute a directive. mode=plan resolves inputs and conditions and lists exactly what would run, changing nothing. ' +
         "mode=execute checks each step's permission against the server policy (denials are recorded), and when a step is destructive the run " +
         'waits as awaiting_approval until a human runs `kiwi directive approve RUN_ID` (approve=true counts only where the policy lets agents approve). ' +
-        'A failing step rolls back the changes applied so far. One run per directive and target at a time; idempotency_key returns the earlier run instead of running again (the same key with other inputs or mode is refused). ' +
+        'A failing step rolls back the changes applied so far. An executing run still going after ' +
+        `${ANSWER_WITHIN_MS / 1000} s is answered as running (follow it with get_directive_run); if Kiwi stops, its changes are rolled back. ` +
+        'One run per directive and target at a time; idempotency_key returns the earlier run instead of running again (the same key with other inputs or mode is refused). ' +
         `The answer lists at most ${LIMITS.planShown} plan entries and ${LIMITS.stepsShown} steps.`,
       inputSchema: {
         name: z.string().max(64).describe('The directive, as list_directives names it'),
@@ -339,8 +349,29 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     },
     async ({ name, inputs, mode, approve, idempotency_key }) => {
-      const run = await service.run({ directive: name, inputs, mode, approve, principal: principal(), idempotencyKey: idempotency_key });
-      const structured = runStructured(run);
+      const started: { id?: string } = {};
+      const finished = service.run({
+        directive: name,
+        inputs,
+        mode,
+        approve,
+        principal: principal(),
+        idempotencyKey: idempotency_key,
+        onStart: (id) => (started.id = id),
+      });
+      const waitMs = options.answerWithinMs ?? ANSWER_WITHIN_MS;
+      const run = (await firstOf(finished, waitMs)) ?? (started.id === undefined ? await finished : null);
+      if (run !== null) {
+        const structured = runStructured(run);
+        return answer(structured, renderRun(structured));
+      }
+      // still executing: answer now with what it has done; its outcome is stored as it finishes
+      finished.catch(() => undefined);
+      const id = started.id as string; // set: otherwise the run was awaited above
+      const structured = runStructured({
+        ...service.engine.getRun(id)!,
+        next: `still running after ${waitMs / 1000} s (a step waits or verifies); call get_directive_run {"id": "${id}"} until its status is final`,
+      });
       return answer(structured, renderRun(structured));
     },
   );
@@ -500,4 +531,15 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
     previousOnClose?.();
   };
   return service;
+}
+
+/** The promise's value if it settles within `ms`, else null (it goes on). */
+async function firstOf<T>(promise: Promise<T>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
