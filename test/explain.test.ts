@@ -6,6 +6,7 @@ import { explainSymptom } from '../src/explain/service.js';
 import type { Analysis, Candidate } from '../src/explain/types.js';
 import { loadScenario, scenarioTruth, type IncidentTruth, type IncidentType, type ScenarioOptions } from '../src/generate/index.js';
 import type { TelemetryRecord } from '../src/ingest/records.js';
+import { SELF_COMPONENT, SelfTelemetry } from '../src/ingest/self.js';
 import { AnomalyStore } from '../src/store/anomalies.js';
 import { Store } from '../src/store/store.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -310,5 +311,85 @@ describe('malformed traces', () => {
     store.close();
     // 60 threads of each kind in the baseline, 80 in the window (the half hour between is neither)
     expect(analysis.considered.spans).toBe(420);
+  });
+});
+
+describe("Kiwi's own calls while an agent investigates", () => {
+  // A latency spike of mcp-search; from 3 minutes after its start an agent investigates it through
+  // Kiwi: 16 tool calls a minute for 20 minutes, every eighth failing on Kiwi's side. Kiwi records
+  // each call as its own span (component kiwi), none of them in the baseline: its calls rise just
+  // after the symptom's onset because of it.
+  let store: Store;
+  let incident: IncidentTruth;
+  const investigation = (): number => incident.start_ms + 3 * 60_000;
+
+  beforeAll(() => {
+    ({ store, incident } = (() => {
+      const options: ScenarioOptions = { days: 1, seed: 40, end: END, incidents: [{ type: 'latency_spike' }] as ScenarioOptions['incidents'] };
+      const s = new Store(join(dir, 'self-investigation.db'));
+      loadScenario(s, options);
+      return { store: s, incident: scenarioTruth(options).incidents[0]! };
+    })());
+    const telemetry = new SelfTelemetry(store, 60_000, 3_600_000);
+    for (let call = 0; call < 20 * 16; call++) {
+      const failed = call % 8 === 7;
+      telemetry.recordOperation({
+        method: 'tools/call',
+        tool: call % 2 ? 'analyze_root_cause' : 'query_metrics',
+        start: investigation() + call * 3750,
+        durationMs: 30 + (call % 7) * 10,
+        outcome: failed ? 'error' : 'ok',
+        ...(failed ? { errorType: 'tool_error', errorMessage: 'SqliteError: database is locked' } : {}),
+      });
+    }
+    telemetry.stop();
+  });
+
+  afterAll(() => store.close());
+
+  const sane = (analysis: Analysis) => {
+    for (const c of analysis.candidates) {
+      for (const s of c.evidence.signals) if (s.z !== null) expect(Math.abs(s.z), `${c.component} ${s.name}`).toBeLessThan(1000);
+    }
+  };
+
+  it('a symptom elsewhere: Kiwi is no candidate, its errors are no signature, and the note says why', () => {
+    for (const input of [
+      { component: 'agent-planner', metric: 'latency' },
+      { component: 'mcp-search', metric: 'latency' },
+      { metric: 'latency' },
+      {},
+    ]) {
+      const analysis = analyzeRootCause(store, { start: incident.start_ms, ...input }, { limit: 20 });
+      const ranking = JSON.stringify(analysis.candidates.map((c) => [c.component, c.score, c.metric]));
+      expect(analysis.candidates[0]?.component, ranking).toBe('mcp-search');
+      expect(byComponent(analysis, SELF_COMPONENT), ranking).toBeUndefined();
+      expect(analysis.context.signatures.some((s) => s.component === SELF_COMPONENT)).toBe(false);
+      expect(analysis.notes.some((n) => n.includes(`component "${SELF_COMPONENT}"`) && n.includes('left out'))).toBe(true);
+      sane(analysis);
+    }
+  });
+
+  it('a symptom on Kiwi: Kiwi is a candidate, its calls judged with a sane z', () => {
+    for (const input of [
+      { component: SELF_COMPONENT, metric: 'requests' },
+      { component: SELF_COMPONENT, metric: 'errors' },
+      // a series only Kiwi writes names Kiwi without the component
+      { metric: 'mcp.server.operation.duration' },
+    ]) {
+      const analysis = analyzeRootCause(store, { start: investigation(), ...input }, { limit: 20 });
+      const ranking = JSON.stringify(analysis.candidates.map((c) => [c.component, c.score, c.metric]));
+      const kiwi = byComponent(analysis, SELF_COMPONENT);
+      expect(kiwi, `${JSON.stringify(input)} ${ranking}`).toBeDefined();
+      expect(analysis.notes.some((n) => n.includes('left out'))).toBe(false);
+      sane(analysis);
+    }
+    const requests = byComponent(analyzeRootCause(store, { start: investigation(), component: SELF_COMPONENT, metric: 'requests' }), SELF_COMPONENT)!;
+    const traffic = requests.evidence.signals.find((s) => s.name === 'requests')!;
+    // none in the baseline, 16 a minute in the window: judged against one event's Poisson noise, not 1e-9
+    expect(traffic.baseline).toBe(0);
+    expect(traffic.z!).toBeGreaterThan(3);
+    expect(traffic.z!).toBeLessThan(100);
+    expect(requests.evidence.is_symptom_component).toBe(true);
   });
 });

@@ -1,4 +1,5 @@
 /** Deterministic root-cause analysis: the symptom's windows, every signal, the ranking, the context. */
+import { SELF_COMPONENT } from '../ingest/self.js';
 import { ExplainQueries } from '../store/explain.js';
 import type { Store } from '../store/store.js';
 import { spanSignals, type SpanAnalysis } from './calls.js';
@@ -8,7 +9,7 @@ import { chooseBucketMs, Grid } from './grid.js';
 import { metricSignals } from './metrics.js';
 import { rankCandidates, symptomOnset } from './rank.js';
 import { redact } from './redact.js';
-import { isDerivedMetric, resolveSymptom } from './symptom.js';
+import { isDerivedMetric, isSelfSymptom, resolveSymptom } from './symptom.js';
 import type { Analysis, Symptom, SymptomInput } from './types.js';
 
 export const ANALYSIS_LIMITS = {
@@ -34,19 +35,29 @@ export function analyzeRootCause(store: Store, input: SymptomInput, options: Ana
   const limit = Math.min(ANALYSIS_LIMITS.candidates, Math.max(1, options.limit ?? ANALYSIS_LIMITS.defaultCandidates));
   const grid = new Grid(symptom, chooseBucketMs(symptom.end - symptom.start));
   const notes: string[] = [];
+  // Kiwi observes itself, so an agent investigating the symptom through Kiwi makes Kiwi's calls
+  // rise just after the onset: Kiwi would rank as the cause of every incident it is asked about.
+  // Its own telemetry is left out unless the symptom is on Kiwi.
+  const ignored = isSelfSymptom(store, queries, symptom) ? null : SELF_COMPONENT;
 
-  const metrics = metricSignals(store, queries, symptom, grid, options.maxSeries ?? ANALYSIS_LIMITS.series);
+  const metrics = metricSignals(store, queries, symptom, grid, options.maxSeries ?? ANALYSIS_LIMITS.series, ignored);
   if (metrics.truncated) notes.push(`only the first ${metrics.seriesCount} series were read`);
-  const spans = spanSignals(queries, symptom, grid, options.maxSpans ?? ANALYSIS_LIMITS.spansPerRange);
+  const spans = spanSignals(queries, symptom, grid, options.maxSpans ?? ANALYSIS_LIMITS.spansPerRange, ignored);
   if (spans.truncated) notes.push(`spans were capped at ${options.maxSpans ?? ANALYSIS_LIMITS.spansPerRange} per window`);
-  const events = eventSignals(queries, symptom, grid, spans.roots);
+  if (spans.ignoredSpans > 0) {
+    notes.push(
+      `Kiwi's own telemetry (component "${SELF_COMPONENT}", ${spans.ignoredSpans} spans of its calls) was left out: ` +
+        `calls made to investigate a symptom follow it, they do not cause it; give component "${SELF_COMPONENT}" to explain Kiwi itself`,
+    );
+  }
+  const events = eventSignals(queries, symptom, grid, spans.roots, ignored);
   if (events.truncated) notes.push('error events were capped at 50,000 per window');
 
   const symptomGrid = symptomSeries(symptom, metrics.symptomGrid, spans.grids, events.denialGrids, events.disconnectGrids);
   const signals = [...metrics.signals, ...spans.signals, ...events.signals];
   const measured = measuredOnset(symptom, spans.onsets);
   const onset = symptomOnset(symptom, signals, measured);
-  const changes = changesBefore(queries, symptom, onset);
+  const changes = changesBefore(queries, symptom, onset, ignored);
   const traced = new Set(spans.grids.keys());
   const ranked = rankCandidates({ symptom, grid, signals, explanations: spans.explanations, changes, symptomGrid, traced, measuredOnset: measured, onset });
   if (metrics.seriesCount === 0 && spans.spanCount === 0 && events.errorEventCount === 0 && changes.length === 0) {

@@ -7,9 +7,9 @@
  */
 import type { ExplainQueries, SpanRow, TraceEventRow } from '../store/explain.js';
 import { median } from '../stats/robust.js';
-import { rateShiftZ, windowShift } from '../stats/shift.js';
+import { rateShiftZ } from '../stats/shift.js';
 import type { Grid } from './grid.js';
-import { MOVED_Z, round3, strengthOf } from './strength.js';
+import { countShift, levelShift, MOVED_Z, round3, strengthOf } from './strength.js';
 import type { Explanation, Signal, SignalKind, Symptom } from './types.js';
 
 const MIN_BASELINE_BUCKETS = 5;
@@ -50,6 +50,8 @@ export interface SpanAnalysis {
   /** Window root spans, for choosing affected threads. */
   windowRoots: RootSpan[];
   spanCount: number;
+  /** Spans of the ignored component left out. */
+  ignoredSpans: number;
   truncated: boolean;
 }
 
@@ -63,16 +65,22 @@ interface PerComponent {
 
 const keyOf = (trace: string, span: string) => `${trace}\u0000${span}`;
 
-export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Grid, maxSpans: number): SpanAnalysis {
+/**
+ * `ignored`: a component whose spans and trace events are left out (Kiwi's own, unless the symptom
+ * is on Kiwi): its calls then neither are candidates nor count as the system's threads.
+ */
+export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Grid, maxSpans: number, ignored: string | null = null): SpanAnalysis {
   const baselineSpans = queries.spans(symptom.baseline_start, symptom.baseline_end, maxSpans);
   const windowSpans = queries.spans(symptom.start, symptom.end, maxSpans);
   const truncated = baselineSpans.length >= maxSpans || windowSpans.length >= maxSpans;
-  const spans = [...baselineSpans, ...windowSpans];
+  const all = [...baselineSpans, ...windowSpans];
+  const spans = ignored === null ? all : all.filter((s) => s.component !== ignored);
   const traceEvents = new Map<string, TraceEventRow[]>();
   for (const e of [
     ...queries.traceEvents(symptom.baseline_start, symptom.baseline_end, maxSpans),
     ...queries.traceEvents(symptom.start, symptom.end, maxSpans),
   ]) {
+    if (e.component === ignored) continue;
     const list = traceEvents.get(e.trace_id);
     if (list) list.push(e);
     else traceEvents.set(e.trace_id, [e]);
@@ -236,7 +244,7 @@ export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Gri
       latency: total && total.z >= MOVED_Z ? total.onset : null,
     });
 
-    const traffic = gridShift(grid, p.count, false);
+    const traffic = gridShift(grid, p.count, 'count');
     if (traffic && Math.abs(traffic.z) >= MOVED_Z) {
       signals.push({
         component,
@@ -313,7 +321,7 @@ export function spanSignals(queries: ExplainQueries, symptom: Symptom, grid: Gri
     }
   }
 
-  return { signals, explanations, grids, onsets, roots, windowRoots, spanCount: spans.length, truncated };
+  return { signals, explanations, grids, onsets, roots, windowRoots, spanCount: spans.length, ignoredSpans: all.length - spans.length, truncated };
 }
 
 interface RateTotals {
@@ -370,15 +378,19 @@ export function totalsOf(grid: Grid, values: Float64Array): { baseline: number; 
   return { baseline, window };
 }
 
-/** A grid array's window judged against its baseline buckets; null when either has too few. */
+/**
+ * A grid array's window judged against its baseline buckets; null when either has too few. A
+ * `level` (a latency per bucket) skips empty buckets; a `count` per bucket counts them as zero and
+ * gets the Poisson floor on its scale (see `countShift`).
+ */
 export function gridShift(
   grid: Grid,
   values: Float64Array,
-  skipEmpty = true,
+  kind: 'level' | 'count' = 'level',
 ): { z: number; baseline: number; current: number; onset: number | null } | null {
-  const parts = skipEmpty ? grid.split(values) : splitAll(grid, values);
+  const parts = kind === 'level' ? grid.split(values) : splitAll(grid, values);
   if (parts.baseline.length < MIN_BASELINE_BUCKETS || parts.window.length < MIN_WINDOW_BUCKETS) return null;
-  const shift = windowShift(parts.baseline, parts.window, { onsetZ: MOVED_Z });
+  const shift = kind === 'level' ? levelShift(parts.baseline, parts.window) : countShift(parts.baseline, parts.window);
   return {
     z: shift.z,
     baseline: shift.baseline.median,

@@ -41,7 +41,8 @@ export interface EventAnalysis {
   truncated: boolean;
 }
 
-export function eventSignals(queries: ExplainQueries, symptom: Symptom, grid: Grid, roots: Float64Array): EventAnalysis {
+/** `ignored`: a component whose events are left out (Kiwi's own, unless the symptom is on Kiwi). */
+export function eventSignals(queries: ExplainQueries, symptom: Symptom, grid: Grid, roots: Float64Array, ignored: string | null = null): EventAnalysis {
   const signals: Signal[] = [];
   const baselineMs = symptom.baseline_end - symptom.baseline_start;
   const windowMs = symptom.end - symptom.start;
@@ -51,9 +52,11 @@ export function eventSignals(queries: ExplainQueries, symptom: Symptom, grid: Gr
     rootTotals.baseline > 0 && rootTotals.window > 0 ? { baseline: rootTotals.baseline, window: rootTotals.window } : { baseline: baselineMs, window: windowMs };
 
   // ---- error signatures
-  const baselineErrors = queries.errorEvents(symptom.baseline_start, symptom.baseline_end, MAX_ERROR_EVENTS);
-  const windowErrors = queries.errorEvents(symptom.start, symptom.end, MAX_ERROR_EVENTS);
-  const truncated = baselineErrors.length >= MAX_ERROR_EVENTS || windowErrors.length >= MAX_ERROR_EVENTS;
+  const baselineRead = queries.errorEvents(symptom.baseline_start, symptom.baseline_end, MAX_ERROR_EVENTS);
+  const windowRead = queries.errorEvents(symptom.start, symptom.end, MAX_ERROR_EVENTS);
+  const truncated = baselineRead.length >= MAX_ERROR_EVENTS || windowRead.length >= MAX_ERROR_EVENTS;
+  const baselineErrors = baselineRead.filter((e) => e.component !== ignored);
+  const windowErrors = windowRead.filter((e) => e.component !== ignored);
   const byComponent = (rows: typeof windowErrors) => {
     const map = new Map<string, { ts: number; message: string }[]>();
     for (const r of rows) {
@@ -124,6 +127,7 @@ export function eventSignals(queries: ExplainQueries, symptom: Symptom, grid: Gr
     [symptom.start, symptom.end],
   ] as const) {
     for (const row of queries.permissionBuckets(from, to, grid.bucketMs)) {
+      if (row.component === ignored) continue;
       const b = grid.index(row.bucket);
       if (b < 0) continue;
       let d = decisions.get(row.component);
@@ -157,7 +161,7 @@ export function eventSignals(queries: ExplainQueries, symptom: Symptom, grid: Gr
     ...queries.eventsOfKinds(['connection'], symptom.baseline_start, symptom.baseline_end, MAX_ERROR_EVENTS),
     ...queries.eventsOfKinds(['connection'], symptom.start, symptom.end, MAX_ERROR_EVENTS),
   ]) {
-    if (!isDisconnect(e)) continue;
+    if (!isDisconnect(e) || e.component === ignored) continue;
     const b = grid.index(e.ts);
     if (b < 0) continue;
     let c = counts.get(e.component);
@@ -210,9 +214,11 @@ export function isDisconnect(e: StoredEvent): boolean {
 
 /**
  * Changes from an hour before the symptom's start to a few minutes after its onset (the start, or
- * later when the symptom's own signal began moving later), newest first.
+ * later when the symptom's own signal began moving later), newest first. Those of the `ignored`
+ * component are left out (Kiwi's: its own settings and untargeted directive runs, which change
+ * only Kiwi, unless the symptom is on Kiwi).
  */
-export function changesBefore(queries: ExplainQueries, symptom: Symptom, onset: number = symptom.start): ChangeEvent[] {
+export function changesBefore(queries: ExplainQueries, symptom: Symptom, onset: number = symptom.start, ignored: string | null = null): ChangeEvent[] {
   const from = symptom.start - CHANGE_LOOKBACK_MS;
   const to = Math.min(symptom.end, Math.max(symptom.start, onset) + CHANGE_GRACE_MS);
   const events: StoredEvent[] = queries.eventsOfKinds(CHANGE_KINDS, from, to, MAX_CHANGES);
@@ -241,7 +247,7 @@ export function changesBefore(queries: ExplainQueries, symptom: Symptom, onset: 
       });
     }
   }
-  return events.sort((a, b) => b.ts - a.ts);
+  return events.filter((e) => e.component !== ignored).sort((a, b) => b.ts - a.ts);
 }
 
 /** A per-component setting (a record) names the components whose entry changed; any other names Kiwi. */

@@ -4,9 +4,8 @@
  */
 import type { ExplainQueries } from '../store/explain.js';
 import type { SeriesRow, Store } from '../store/store.js';
-import { windowShift } from '../stats/shift.js';
 import type { Grid } from './grid.js';
-import { formatValue, labelled, MOVED_Z, round3, strengthOf, unitOf } from './strength.js';
+import { formatValue, labelled, levelShift, MOVED_Z, round3, strengthOf, unitOf } from './strength.js';
 import type { Signal, Symptom } from './types.js';
 
 /** Fewer baseline points than this and a series is not judged. */
@@ -22,7 +21,15 @@ export interface MetricAnalysis {
   truncated: boolean;
 }
 
-export function metricSignals(store: Store, queries: ExplainQueries, symptom: Symptom, grid: Grid, maxSeries: number): MetricAnalysis {
+/** `ignored`: a component whose series are left out (Kiwi's own, unless the symptom is on Kiwi). */
+export function metricSignals(
+  store: Store,
+  queries: ExplainQueries,
+  symptom: Symptom,
+  grid: Grid,
+  maxSeries: number,
+  ignored: string | null = null,
+): MetricAnalysis {
   const series = queries.allSeries(maxSeries + 1);
   const truncated = series.length > maxSeries;
   if (truncated) series.length = maxSeries;
@@ -31,8 +38,11 @@ export function metricSignals(store: Store, queries: ExplainQueries, symptom: Sy
   const windowMs = symptom.end - symptom.start;
   let symptomGrid: Float64Array | null = null;
   let symptomZ = -1;
+  let read = 0;
 
   for (const s of series) {
+    if (s.component === ignored) continue;
+    read++;
     const baseline = queries.values(s.id, symptom.baseline_start, symptom.baseline_end);
     const window = store.readPoints(s.id, symptom.start, symptom.end);
     const isSymptomSeries =
@@ -47,7 +57,7 @@ export function metricSignals(store: Store, queries: ExplainQueries, symptom: Sy
       if (presence) signals.push(presence);
       continue;
     }
-    const shift = windowShift(baseline, window.values, { onsetZ: MOVED_Z });
+    const shift = levelShift(baseline, window.values);
     // for correlation: the end of the baseline (as long as the window), then the window
     const recent = store.readPoints(s.id, Math.max(symptom.baseline_start, symptom.baseline_end - windowMs), symptom.baseline_end);
     const gridValues = grid.bucketMean([...recent.ts, ...window.ts], [...recent.values, ...window.values]);
@@ -76,7 +86,7 @@ export function metricSignals(store: Store, queries: ExplainQueries, symptom: Sy
       grid: gridValues,
     });
   }
-  return { signals, symptomGrid, seriesCount: series.length, truncated };
+  return { signals, symptomGrid, seriesCount: read, truncated };
 }
 
 function presenceSignal(

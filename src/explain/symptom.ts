@@ -1,4 +1,5 @@
 /** Turning an anomaly id or a loosely given symptom into explicit windows. */
+import { SELF_COMPONENT } from '../ingest/self.js';
 import { AnomalyStore } from '../store/anomalies.js';
 import type { ExplainQueries } from '../store/explain.js';
 import type { Store } from '../store/store.js';
@@ -137,4 +138,18 @@ export function resolveSymptom(store: Store, queries: ExplainQueries, input: Sym
     baseline_end: bEnd,
     description,
   };
+}
+
+/**
+ * Whether the symptom is on Kiwi itself: it names Kiwi's component (an anomaly of Kiwi's does),
+ * or, naming none, a stored series that only Kiwi writes. Only then is Kiwi a candidate cause:
+ * otherwise its own telemetry is mostly the investigation (an agent's calls to Kiwi start when
+ * the symptom is noticed, and rise after its onset), not a cause of the symptom.
+ */
+export function isSelfSymptom(store: Store, queries: ExplainQueries, symptom: Symptom): boolean {
+  if (symptom.component !== null) return symptom.component === SELF_COMPONENT;
+  if (symptom.series_id !== null) return queries.seriesById(symptom.series_id)?.component === SELF_COMPONENT;
+  if (symptom.metric === null || isDerivedMetric(symptom.metric)) return false;
+  const all = store.findSeries({ name: symptom.metric }, 0).total;
+  return all > 0 && store.findSeries({ name: symptom.metric, component: SELF_COMPONENT }, 0).total === all;
 }
