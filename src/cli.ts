@@ -371,9 +371,11 @@ async function serve(values: Values): Promise<number> {
     log.info('MCP over stdio', { db: kiwi.store.path });
   }
 
-  await new Promise<void>((resolve) => {
+  // Exit once stopped, as on stdin's end: work left behind (an API request a tool was waiting on)
+  // must not keep a stopped server alive.
+  await new Promise<void>(() => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      process.once(signal, () => void stop(signal).then(resolve));
+      process.once(signal, () => void stop(signal).then(() => process.exit(0)));
     }
   });
   return 0;

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSetting } from '../src/settings.js';
 import { Store } from '../src/store/store.js';
 import { CLI, assertBuilt, startCli, waitForExit } from './helpers/cli.js';
+import { narrativeJson, startMessagesServer, TEST_API_KEY } from './helpers/anthropic.js';
+import { pollUntil } from './helpers/poll.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir();
@@ -238,5 +240,41 @@ describe('kiwi serve shutdown', () => {
     child.kill('SIGTERM');
     expect(await waitForExit(child)).toEqual({ code: 0, signal: null });
     expect(stderr).toBe('');
+  });
+
+  it('exits on SIGTERM while a tool waits on the Anthropic API, and stops that request instead of retrying it', async () => {
+    const api = await startMessagesServer(() => ({ text: narrativeJson(), delayMs: 120_000 }));
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI, 'serve', '--db', join(tempDir(), 'kiwi.db'), '--no-self-telemetry'],
+      env: { ...(process.env as Record<string, string>), KIWI_LOG_LEVEL: 'error', ANTHROPIC_API_KEY: TEST_API_KEY, ANTHROPIC_BASE_URL: api.url },
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: 'impatient-host', version: '1.0.0' });
+    try {
+      await client.connect(transport);
+      const now = Date.now();
+      const records = Array.from({ length: 120 }, (_, i) => ({ type: 'metric', ts: now - (119 - i) * 60_000, name: 'queue.depth', component: 'api', value: i < 100 ? 10 : 90 }));
+      await client.callTool({ name: 'ingest_telemetry', arguments: { records } });
+      const pid = transport.pid!;
+      const call = client.callTool({ name: 'analyze_root_cause', arguments: { start: '-20m', component: 'api' } }).catch((err: Error) => err);
+      await pollUntil(() => api.requests.length, (n) => n === 1, { timeoutMs: 20_000 });
+      process.kill(pid, 'SIGTERM');
+      // the request waits two minutes and two retries are allowed: only a stopped request lets it exit now
+      const alive = () => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      expect(await pollUntil(alive, (up) => !up, { timeoutMs: 15_000 })).toBe(false);
+      expect(api.requests).toHaveLength(1);
+      await call;
+    } finally {
+      await client.close();
+      await api.close();
+    }
   });
 });

@@ -16,6 +16,7 @@ import { createMcpServer } from '../src/mcp/server.js';
 import { writeSetting } from '../src/settings.js';
 import { Store } from '../src/store/store.js';
 import { narrativeJson, startMessagesServer, TEST_API_KEY, type MessagesServer, type Reply } from './helpers/anthropic.js';
+import { pollUntil } from './helpers/poll.js';
 
 const START = Date.UTC(2026, 2, 1, 12);
 const SECRETS = ['hunter2', 'sk-live-0123456789abcdefXYZ', 'tok_abcdefghijklmnopqrstuv'];
@@ -143,6 +144,18 @@ describe('the Anthropic API through the real SDK', () => {
     expect(result.fallbacks[1]).toBe('anthropic: timed out');
     expect(api.requests).toHaveLength(2);
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('stops the request, and does not retry it, when the caller aborts', async () => {
+    replies = [{ text: narrativeJson(), delayMs: 5000 }];
+    const controller = new AbortController();
+    const result = explainSymptom(store, input, { env: env(), signal: controller.signal });
+    await pollUntil(() => api.requests.length, (n) => n === 1);
+    controller.abort();
+    const explained = await result;
+    expect(explained.source).toBe('deterministic');
+    expect(explained.fallbacks[1]).toMatch(/^anthropic: .*abort/i);
+    expect(api.requests).toHaveLength(1); // 2 retries were allowed
   });
 
   it('retries an overloaded API and then succeeds', async () => {

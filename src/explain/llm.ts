@@ -92,6 +92,8 @@ export interface AnthropicOptions {
   maxRetries: number;
   /** Default: the SDK's (ANTHROPIC_BASE_URL, else the public API). */
   baseURL?: string;
+  /** Aborts the request and its retries. */
+  signal?: AbortSignal;
 }
 
 /** Narrative through the Anthropic Messages API, with the answer constrained to the narrative's JSON Schema. */
@@ -111,7 +113,7 @@ export function anthropicWriter(options: AnthropicOptions): NarrativeWriter {
         system,
         messages: [{ role: 'user', content: prompt }],
         output_config: { format: { type: 'json_schema', schema: NARRATIVE_JSON_SCHEMA as unknown as Record<string, unknown> } },
-      });
+      }, options.signal ? { signal: options.signal } : undefined);
       if (message.stop_reason === 'refusal') throw new Error('the model refused');
       if (message.stop_reason === 'max_tokens') throw new Error('the answer was cut at max_tokens');
       const text = message.content
@@ -137,10 +139,14 @@ export type NarrativeSlot = NarrativeWriter | { unavailable: string };
  * Tries each source in order; the first usable answer wins, else the deterministic summary.
  * `fallbacks` lists, in order, why each source before the one that wrote was not used.
  */
-export async function narrate(analysis: Analysis, slots: NarrativeSlot[]): Promise<NarrationResult> {
+export async function narrate(analysis: Analysis, slots: NarrativeSlot[], signal?: AbortSignal): Promise<NarrationResult> {
   const fallbacks: string[] = [];
   let prompt: string | null = null;
   for (const slot of slots) {
+    if (signal?.aborted) {
+      fallbacks.push('the request was cancelled');
+      break;
+    }
     if ('unavailable' in slot) {
       fallbacks.push(slot.unavailable);
       continue;

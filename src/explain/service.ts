@@ -14,6 +14,8 @@ export interface ExplainOptions extends AnalyzeOptions {
   model?: string;
   /** Where ANTHROPIC_API_KEY (and the SDK's ANTHROPIC_BASE_URL) are read; default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** Aborts the narrative's API request (the MCP request was cancelled, or the server is closing). */
+  signal?: AbortSignal;
 }
 
 export async function explainSymptom(store: Store, input: SymptomInput, options: ExplainOptions = {}): Promise<Explained> {
@@ -32,10 +34,11 @@ export async function explainSymptom(store: Store, input: SymptomInput, options:
           timeoutMs,
           maxRetries: readSetting(store, 'explain.llm_max_retries'),
           ...(baseURL ? { baseURL } : {}),
+          ...(options.signal ? { signal: options.signal } : {}),
         }),
       );
     } else slots.push({ unavailable: 'anthropic: ANTHROPIC_API_KEY is not set' });
   }
-  const narration = await narrate(analysis, slots);
+  const narration = await narrate(analysis, slots, options.signal);
   return { ...analysis, ...narration };
 }

@@ -222,7 +222,8 @@ export function registerExplainTools(server: McpServer, store: Store): void {
           baseline_start: args.baseline_start,
           baseline_end: args.baseline_end,
         },
-        { limit: args.limit, sampling, llm: args.narrative },
+        // cancelled or closing: stop the API request rather than pay for an answer nobody reads
+        { limit: args.limit, sampling, llm: args.narrative, signal: extra.signal },
       );
       return answer(explainedToStructured(result), renderExplained(result));
     },
