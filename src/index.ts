@@ -34,9 +34,9 @@ export interface KiwiOptions {
 export interface Kiwi {
   server: KiwiMcpServer;
   store: Store;
-  /** Another server over the same store, for hosts that serve several sessions at once. */
+  /** Another server over the same store, for hosts that serve several sessions at once; close() closes it too. */
   createServer(): KiwiMcpServer;
-  /** Closes the server and the store; safe to call twice. */
+  /** Closes every server it made and the store; safe to call twice. */
   close(): Promise<void>;
 }
 
@@ -63,7 +63,18 @@ export function createKiwi(options: KiwiOptions = {}): Kiwi {
     telemetry.flush();
     telemetry.start();
   }
-  const createServer = () => createMcpServer(store, telemetry, directives);
+  // Every server handed out is closed with Kiwi: one left open would answer from a closed store.
+  const open = new Set<KiwiMcpServer>();
+  const createServer = () => {
+    const created = createMcpServer(store, telemetry, directives);
+    open.add(created);
+    const previous = created.server.onclose;
+    created.server.onclose = () => {
+      open.delete(created);
+      previous?.();
+    };
+    return created;
+  };
   const server = createServer();
   // A run a stopped process left half done is undone now, not at the next run of a directive.
   new DirectiveService({ store, policy: directives.policy, directivesDir: directives.directivesDir, scriptsDir: directives.scriptsDir })
@@ -80,7 +91,7 @@ export function createKiwi(options: KiwiOptions = {}): Kiwi {
       // Runs under way are stopped and rolled back while the store is still open.
       await interruptRuns('Kiwi is stopping', { store });
       telemetry?.stop();
-      await server.close();
+      await Promise.all([server, ...open].map((s) => s.close()));
       store.close();
     },
   };

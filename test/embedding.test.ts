@@ -151,15 +151,20 @@ describe('createKiwi (embedding)', () => {
     // And the start-up sample of Kiwi's own process is there.
     expect(kiwi.store.latestValue('process.memory.usage', 'kiwi')?.value).toBeGreaterThan(0);
 
-    // close() twice is safe, closes the store and the connection.
+    // close() twice is safe, closes the store and the connections, the other server's too
+    // (left open, it would answer every call with "the database connection is not open").
     let clientClosed = false;
     client.onclose = () => (clientClosed = true);
+    let otherClosed = false;
+    other.onclose = () => (otherClosed = true);
     await kiwi.close();
     await expect(kiwi.close()).resolves.toBeUndefined();
     expect(kiwi.store.db.open).toBe(false);
     expect(() => kiwi.store.listSpans({}, 1)).toThrow(/not open/);
     expect(clientClosed).toBe(true);
+    expect(otherClosed).toBe(true);
     await expect(client.callTool({ name: 'list_series', arguments: {} })).rejects.toThrow();
+    await expect(other.callTool({ name: 'list_series', arguments: {} })).rejects.toThrow(/not connected/i);
 
     // What it wrote is in the file, intact.
     const reopened = new Store(db);
