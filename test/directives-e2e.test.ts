@@ -141,8 +141,12 @@ describe('directives over MCP and the command line', () => {
 
     const resource = await client.readResource({ uri: `kiwi://runs/${waiting.id}` });
     expect(JSON.parse((resource.contents[0] as { text: string }).text)).toMatchObject({ id: waiting.id, status: 'succeeded' });
-    const runs = structured<{ runs: { id: string }[] }>(await client.callTool({ name: 'list_directive_runs', arguments: { directive: 'set_retention' } }));
+    const runs = structured<{ runs: { id: string; created_at: string }[] }>(await client.callTool({ name: 'list_directive_runs', arguments: { directive: 'set_retention' } }));
     expect(runs.runs.map((r) => r.id)).toContain(waiting.id);
+    // a run's created_at as shown pages on from it, as the epoch next_before does
+    const newest = runs.runs[0]!;
+    const after = structured<{ runs: { id: string }[] }>(await client.callTool({ name: 'list_directive_runs', arguments: { directive: 'set_retention', before: newest.created_at } }));
+    expect(after.runs.map((r) => r.id)).toEqual(runs.runs.slice(1).map((r) => r.id));
   });
 
   it('a permission the policy does not grant is denied and stored as a permission event', async () => {
@@ -166,6 +170,7 @@ describe('directives over MCP and the command line', () => {
     expect((yaml.contents[0] as { text: string }).text).toBe(SET_RETENTION);
     // an unknown name is the caller's invalid parameter (not an internal error), its echo bounded
     await expect(client.readResource({ uri: `kiwi://directives/${'n'.repeat(5000)}` })).rejects.toThrow(/-32602: no directive "n{99}…"$/);
+    await expect(client.readResource({ uri: 'kiwi://runs/nope' })).rejects.toThrow(/-32602: no run "nope"$/);
     const prompt = await client.getPrompt({ name: 'author_directive', arguments: { goal: 'open the breaker of a flaky server' } });
     const promptText = (prompt.messages[0]!.content as { text: string }).text;
     expect(promptText).toContain('open the breaker of a flaky server');

@@ -170,10 +170,11 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     const seen: string[] = [];
     let cursor: string | undefined;
     do {
-      const page = structured<{ events: { message: string }[]; next_cursor: string | null }>(
-        await call('search_events', { kind: ['log', 'error'], component: 'api', limit: 5, ...(cursor ? { cursor } : {}) }),
-      );
+      const result = await call('search_events', { kind: ['log', 'error'], component: 'api', limit: 5, ...(cursor ? { cursor } : {}) });
+      const page = structured<{ events: { message: string }[]; next_cursor: string | null }>(result);
       seen.push(...page.events.map((e) => e.message));
+      // the text, which an agent may read alone, carries the cursor too
+      if (page.next_cursor) expect(text(result)).toContain(`(more: cursor ${page.next_cursor})`);
       cursor = page.next_cursor ?? undefined;
     } while (cursor);
     expect(seen).toEqual(Array.from({ length: 12 }, (_, i) => `event ${11 - i}`));

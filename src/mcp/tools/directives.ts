@@ -16,9 +16,9 @@ import { directiveJsonSchema } from '../../directives/schema.js';
 import { DirectiveService } from '../../directives/service.js';
 import { RUN_STATUSES, type DirectiveRunRow } from '../../store/directives.js';
 import type { Store } from '../../store/store.js';
-import { iso } from '../../time.js';
+import { iso, parseTimeInput } from '../../time.js';
 import { answer, truncate } from '../format.js';
-import { ArgumentsError } from '../arguments.js';
+import { ArgumentsError, timeInput } from '../arguments.js';
 
 const LIMITS = {
   directives: 100,
@@ -402,7 +402,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
         directive: z.string().max(64).optional(),
         status: z.enum(RUN_STATUSES).optional(),
         limit: z.number().int().min(1).max(LIMITS.runs).default(20),
-        before: z.number().int().optional().describe('created_at (epoch ms) of the last run seen: the page after it'),
+        before: timeInput.optional().describe('created_at of the last run seen (next_before, or its created_at as shown): the page after it'),
       },
       outputSchema: {
         runs: z.array(
@@ -425,7 +425,15 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
     },
     async ({ directive, status, limit, before }) => {
       service.engine.sweepExpired();
-      const rows = service.engine.runs.list({ directive, status }, limit + 1, before);
+      let beforeMs: number | undefined;
+      if (before !== undefined) {
+        try {
+          beforeMs = parseTimeInput(before);
+        } catch (err) {
+          throw new Error(`before: ${(err as Error).message}`);
+        }
+      }
+      const rows = service.engine.runs.list({ directive, status }, limit + 1, beforeMs);
       const page = rows.slice(0, limit);
       const runs = page.map((r) => ({
         id: r.id,
@@ -483,7 +491,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
     { title: 'Directive run', description: 'A directive run as JSON (the 20 latest are listed)', mimeType: 'application/json' },
     async (uri, variables) => {
       const run = service.engine.getRun(String(variables.id));
-      if (!run) throw new Error(`no run "${String(variables.id)}"`);
+      if (!run) throw new McpError(ErrorCode.InvalidParams, `no run "${truncate(String(variables.id), 100)}"`);
       return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(runStructured(run), null, 2) }] };
     },
   );

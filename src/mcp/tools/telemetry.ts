@@ -344,7 +344,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         attrs: boundedAttrs(e.attrs, LIMITS.eventAttrsChars),
       }));
       const text = [
-        `${events.length} events${page.next_cursor ? ' (more: pass next_cursor)' : ''}`,
+        `${events.length} events${page.next_cursor ? ` (more: cursor ${page.next_cursor})` : ''}`,
         ...events.map((e) => `${e.ts} ${e.level} ${e.kind} ${e.component}: ${truncate(e.message, 160)}`),
       ].join('\n');
       return answer({ events, next_cursor: page.next_cursor }, text);
