@@ -186,7 +186,7 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
   });
 
   it('reports health per component, Kiwi itself included', async () => {
-    type Health = { components: { component: string; requests: { count: number; errors: number } | null; error_events: number; memory_bytes: number | null }[] };
+    type Health = { components: { component: string; status: string; reasons: string[]; requests: { count: number; errors: number } | null; error_events: number; memory_bytes: number | null }[] };
     // Kiwi's calls are still buffered (a 60 s flush delay): the health tool writes them before it reads.
     const health = structured<Health>(await call('get_system_health', { window_minutes: 30 }));
     const names = health.components.map((c) => c.component);
@@ -194,6 +194,10 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     expect(names).toContain('api');
     const api = health.components.find((c) => c.component === 'api')!;
     expect(api).toMatchObject({ requests: { count: 1, errors: 1 }, error_events: 6, memory_bytes: 2e8 });
+    // its last data is from January: figures that look like a present state are flagged as old, as is its failing request
+    expect(api.status).toBe('warning');
+    expect(api.reasons).toEqual(['100.0% of requests failed', expect.stringMatching(/^no data for \d+ min$/)]);
+    expect(health.components[0]!.reasons).toEqual([]);
     const kiwi = health.components[0]!;
     expect(kiwi.memory_bytes).toBeGreaterThan(1e6);
     // every tool call before this one is a request Kiwi recorded about itself, errors included

@@ -5,8 +5,13 @@ import { iso } from '../time.js';
 
 export interface ComponentHealth {
   component: string;
-  /** ok, or the worst of: warning (disconnected, errors), critical (an open critical anomaly). */
+  /**
+   * ok, or the worst of: warning (an open anomaly, more than 10% of requests failing, an MCP
+   * connection down, or no data for longer than the window), critical (an open critical anomaly).
+   */
   status: 'ok' | 'warning' | 'critical';
+  /** Why the status is not ok, one short phrase each; empty when ok. */
+  reasons: string[];
   last_seen: string;
   /** Milliseconds since the component last sent anything, measured from `at`. */
   silent_for_ms: number;
@@ -36,6 +41,7 @@ export interface HealthOptions {
 }
 
 const MAX_ANOMALIES_PER_COMPONENT = 5;
+const ERROR_RATE_WARNING = 0.1;
 
 export function systemHealth(store: Store, options: HealthOptions = {}): SystemHealth {
   const now = options.now ?? Date.now();
@@ -61,14 +67,22 @@ export function systemHealth(store: Store, options: HealthOptions = {}): SystemH
     const connection = store.latestEvent('connection', c.name);
     const connectionState = typeof connection?.attrs.state === 'string' ? connection.attrs.state : null;
     const own = anomalies.filter((a) => a.component === c.name);
-    let status: ComponentHealth['status'] = 'ok';
-    if (connectionState === 'disconnected' || own.length > 0 || requests.error_rate > 0.1) status = 'warning';
-    if (own.some((a) => a.severity === 'critical')) status = 'critical';
+    const silentForMs = Math.max(0, now - c.last_seen);
+    const reasons: string[] = [];
+    const critical = own.filter((a) => a.severity === 'critical');
+    if (critical.length) reasons.push(`open critical anomaly: ${critical.map((a) => a.type).join(', ')}`);
+    if (own.length > critical.length) reasons.push(`open anomaly: ${own.filter((a) => a.severity !== 'critical').map((a) => a.type).join(', ')}`);
+    if (requests.error_rate > ERROR_RATE_WARNING) reasons.push(`${(requests.error_rate * 100).toFixed(1)}% of requests failed`);
+    if (connectionState === 'disconnected') reasons.push('MCP connection down');
+    // a component that stopped sending shows its last figures, which may all look fine
+    if (silentForMs > windowMs) reasons.push(`no data for ${Math.round(silentForMs / 60_000)} min`);
+    const status: ComponentHealth['status'] = critical.length ? 'critical' : reasons.length ? 'warning' : 'ok';
     return {
       component: c.name,
       status,
+      reasons,
       last_seen: iso(c.last_seen),
-      silent_for_ms: Math.max(0, now - c.last_seen),
+      silent_for_ms: silentForMs,
       requests: requests.count > 0 ? requests : null,
       error_events: errorEvents,
       permission_denials: denials,

@@ -358,7 +358,10 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
       description:
         'Per component (Kiwi itself included, listed first, with every call made to it before this one): status, when it was last seen, request count, error rate and ' +
         'latency (p50/p95 of spans) over the window ending at its last data, error events, permission denials, latest memory and ' +
-        `CPU, MCP connection state, and open anomalies. window_minutes defaults to 15; at most ${LIMITS.healthComponents} components.`,
+        `CPU, MCP connection state, and open anomalies. window_minutes defaults to 15; at most ${LIMITS.healthComponents} components. ` +
+        'status is critical with an open critical anomaly; warning with another open anomaly, more than 10% of requests failing, the MCP ' +
+        'connection down, or no data for longer than the window; `reasons` says which. Anomalies count as detect_anomalies last stored ' +
+        'them: run it first to judge the present.',
       inputSchema: {
         component: z.string().optional(),
         window_minutes: z.number().int().min(1).max(1440).default(15).describe('Requests and events are counted over this many minutes ending at each component\'s last data'),
@@ -372,6 +375,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
           z.object({
             component: z.string(),
             status: z.enum(['ok', 'warning', 'critical']),
+            reasons: z.array(z.string()).describe('why the status is not ok; empty when ok'),
             last_seen: z.string(),
             silent_for_ms: z.number(),
             requests: requestStats.nullable(),
@@ -408,7 +412,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
       const text = [
         `health at ${health.at} (window ${health.window_minutes} min)`,
         ...components.map((c) => {
-          const parts = [`${c.component} ${c.status.toUpperCase()}`];
+          const parts = [`${c.component} ${c.status.toUpperCase()}${c.reasons.length ? ` (${c.reasons.join('; ')})` : ''}`];
           if (c.requests) {
             parts.push(`${c.requests.count} req, ${(c.requests.error_rate * 100).toFixed(1)}% err, p95 ${c.requests.p95_ms} ms`);
           }
@@ -416,8 +420,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
           if (c.permission_denials) parts.push(`${c.permission_denials} denials`);
           if (c.memory_bytes !== null) parts.push(`mem ${formatBytes(c.memory_bytes)}`);
           if (c.connection) parts.push(`connection ${c.connection.state}`);
-          if (c.open_anomalies.length) parts.push(`${c.open_anomalies.length} open anomalies`);
-          if (c.silent_for_ms > 5 * 60_000) parts.push(`silent for ${Math.round(c.silent_for_ms / 60_000)} min`);
+          if (c.silent_for_ms > 5 * 60_000 && c.silent_for_ms <= health.window_minutes * 60_000) parts.push(`silent for ${Math.round(c.silent_for_ms / 60_000)} min`);
           return parts.join(' · ');
         }),
         ...(health.omitted ? [`${health.omitted} more components not shown`] : []),
