@@ -350,6 +350,7 @@ async function serve(values: Values): Promise<number> {
         token,
         allowedHosts: (values['allowed-hosts'] as string | undefined)?.split(',').map((h) => h.trim()).filter(Boolean),
         createServer: kiwi.createServer,
+        sessionIdleMs: readSetting(kiwi.store, 'http.session_idle_ms'),
         // Loaded only here: stdio never pays for the protobuf code.
         otlp: new (await import('./ingest/otlp/receiver.js')).OtlpReceiver(kiwi.store),
       });

@@ -28,6 +28,13 @@ export const SETTINGS = {
       "Longest Kiwi buffers the telemetry of its own tool calls before writing it in one transaction (0: write each call's at once). " +
       'Kiwi sees itself up to this much late. Read when Kiwi starts.',
   },
+  'http.session_idle_ms': {
+    schema: z.number().int().min(0).max(604_800_000),
+    default: 1_800_000,
+    description:
+      'How long an MCP session over HTTP may have no request open (a GET stream its client holds open counts as open) before Kiwi ' +
+      'closes it; its client must then initialize again. 0: never. Read when kiwi serve --http starts.',
+  },
   'detect.sensitivity': {
     schema: z.number().min(0).max(1),
     default: 0.5,

@@ -386,6 +386,38 @@ describe('kiwi serve --http', () => {
     expect(JSON.parse(healthz.body)).toEqual({ status: 'ok', sessions: 2 });
   });
 
+  it('frees each session its client terminates: /healthz counts 0 after 25 open, call, terminate cycles, and a terminated id gets 404', async () => {
+    // Self-telemetry is on (the default), so every session's transport is wrapped by it: the wrapper
+    // once dropped the handler that forgets a closed session, and every McpServer stayed.
+    const served = await serveHttp(join(tempDir(), 'kiwi.db'));
+    const health = async () => {
+      const answer = await rawRequest(served.port, { method: 'GET', path: '/healthz', headers: { host: `127.0.0.1:${served.port}` } });
+      return JSON.parse(answer.body) as { status: string; sessions: number };
+    };
+    const ids: string[] = [];
+    for (let i = 0; i < 25; i++) {
+      const { client, transport } = await connect(served.url);
+      structured<SeriesAnswer>(await client.callTool({ name: 'list_series', arguments: { component: 'kiwi' } }));
+      ids.push(transport.sessionId!);
+      await transport.terminateSession();
+      await client.close();
+    }
+    expect(new Set(ids).size).toBe(25);
+    expect(await health()).toEqual({ status: 'ok', sessions: 0 });
+
+    const stale = await rawRequest(served.port, {
+      headers: { ...MCP_HEADERS, host: `127.0.0.1:${served.port}`, 'mcp-session-id': ids[0]!, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+    });
+    expect(stale.status).toBe(404);
+    expect(JSON.parse(stale.body)).toMatchObject({ error: { message: 'unknown or expired session; initialize again' } });
+
+    // A session still open is counted, and works.
+    const { client } = await connect(served.url);
+    expect(await health()).toEqual({ status: 'ok', sessions: 1 });
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(expect.arrayContaining(TOOL_NAMES));
+  });
+
   it('requires the bearer token from KIWI_TOKEN when one is set', async () => {
     const served = await serveHttp(join(tempDir(), 'kiwi.db'), [], { KIWI_TOKEN: 's3cret' });
     const headers = { ...MCP_HEADERS, host: `127.0.0.1:${served.port}` };

@@ -28,6 +28,11 @@ export interface HttpOptions {
   createServer?: () => KiwiMcpServer;
   /** Serves OTLP/HTTP at /v1/traces, /v1/metrics and /v1/logs when given. */
   otlp?: OtlpReceiver;
+  /**
+   * How long an MCP session may go unused before it is closed and forgotten, in ms; 0 keeps
+   * sessions until their client ends them. Default DEFAULT_SESSION_IDLE_MS (30 minutes).
+   */
+  sessionIdleMs?: number;
 }
 
 export interface RunningHttp {
@@ -43,6 +48,25 @@ const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '::1', '[::1]'];
 const WILDCARD_HOSTS = ['0.0.0.0', '::'];
 export const DEFAULT_HTTP_PORT = 8787;
 const DEFAULT_MAX_BODY = 16 * 1024 * 1024;
+/**
+ * A session is closed (its transport and McpServer with it) once it has had no request open for
+ * 30 minutes, counted from the end of its last one. A request still being answered, or a GET
+ * stream the client holds open for server messages, is use: a connected client, however quiet,
+ * keeps its session, and one that went away without a DELETE frees it 30 minutes after its
+ * connection closed (the SDK writes a keep-alive on open streams, so a vanished peer's stream ends).
+ */
+export const DEFAULT_SESSION_IDLE_MS = 30 * 60_000;
+/** Longest wait between two sweeps for idle sessions; shorter timeouts sweep more often. */
+const MAX_SWEEP_INTERVAL_MS = 60_000;
+
+interface Session {
+  transport: StreamableHTTPServerTransport;
+  server: KiwiMcpServer;
+  /** HTTP requests (open streams included) of this session not yet ended. */
+  open: number;
+  /** When the last of them ended (or the session began), from Date.now(). */
+  lastUsed: number;
+}
 
 export function isLoopback(host: string): boolean {
   return LOOPBACK_NAMES.includes(host) || /^127(\.\d{1,3}){3}$/.test(host);
@@ -104,7 +128,42 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
   const anyHost = WILDCARD_HOSTS.includes(options.host) && !options.allowedHosts?.length;
   const expectedAuth = options.token ? Buffer.from(`Bearer ${options.token}`) : null;
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
-  const sessions = new Map<string, { transport: StreamableHTTPServerTransport; server: KiwiMcpServer }>();
+  const sessions = new Map<string, Session>();
+  const idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
+  if (!(idleMs >= 0)) throw new Error(`startHttp: sessionIdleMs must be 0 or more, not ${idleMs}`);
+
+  /** Counts `res` as use of `session` until it ends, however it ends (answered, stream closed, client gone). */
+  function inUse(session: Session, res: ServerResponse): void {
+    session.open++;
+    res.once('close', () => {
+      session.open--;
+      session.lastUsed = Date.now();
+    });
+  }
+
+  /** Forgets a session at once (a request after this gets 404), then closes its transport and server. */
+  async function endSession(id: string, session: Session): Promise<void> {
+    if (sessions.get(id) === session) sessions.delete(id);
+    await session.transport.close().catch(() => undefined);
+    await session.server.close().catch(() => undefined);
+  }
+
+  const sweeper =
+    createMcpServer && idleMs > 0
+      ? setInterval(
+          () => {
+            const now = Date.now();
+            for (const [id, session] of sessions) {
+              if (session.open === 0 && now - session.lastUsed >= idleMs) {
+                log.debug('MCP session expired', { session: id, idle_ms: now - session.lastUsed });
+                void endSession(id, session);
+              }
+            }
+          },
+          Math.min(MAX_SWEEP_INTERVAL_MS, Math.max(10, Math.floor(idleMs / 4))),
+        )
+      : undefined;
+  sweeper?.unref();
 
   function checkGuards(req: IncomingMessage): void {
     const host = req.headers.host ? hostnameOf(req.headers.host) : null;
@@ -130,8 +189,10 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
 
   async function handleMcp(req: IncomingMessage, res: ServerResponse, createServer: () => KiwiMcpServer): Promise<void> {
     const sessionId = req.headers['mcp-session-id'];
-    const body = req.method === 'POST' ? await readBody(req, maxBody) : undefined;
+    // Looked up before the body is read, so that a slow upload counts as use too.
     const existing = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
+    if (existing) inUse(existing, res);
+    const body = req.method === 'POST' ? await readBody(req, maxBody) : undefined;
     if (existing) {
       await existing.transport.handleRequest(req, res, body);
       return;
@@ -144,12 +205,17 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, server });
+        sessions.set(id, session);
       },
     });
+    const session: Session = { transport, server, open: 0, lastUsed: Date.now() };
+    // However the session ends (the client's DELETE, expiry, shutdown), it is forgotten. This
+    // relies on whatever wraps the transport (self-telemetry's InstrumentedTransport) chaining onclose.
     transport.onclose = () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
+      const id = transport.sessionId;
+      if (id && sessions.get(id) === session) sessions.delete(id);
     };
+    inUse(session, res);
     await server.connect(transport);
     await transport.handleRequest(req, res, body);
   }
@@ -200,6 +266,7 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
     baseUrl,
     port,
     async close() {
+      if (sweeper) clearInterval(sweeper);
       for (const { transport, server } of sessions.values()) {
         await transport.close().catch(() => undefined);
         await server.close().catch(() => undefined);

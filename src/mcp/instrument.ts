@@ -37,9 +37,21 @@ export class InstrumentedTransport implements Transport {
     /** Whether the tool refused request `id` for its arguments (and forgets it): the caller's mistake. */
     private readonly refusedArguments: (id: string | number) => boolean = () => false,
   ) {
-    inner.onclose = () => this.onclose?.();
-    inner.onerror = (error) => this.onerror?.(error);
+    // Handlers the host set on `inner` before handing it over (the HTTP server's onclose drops the
+    // session) keep running, first, as the SDK's Protocol.connect chains those it finds.
+    const innerClose = inner.onclose;
+    const innerError = inner.onerror;
+    const innerMessage = inner.onmessage;
+    inner.onclose = () => {
+      innerClose?.();
+      this.onclose?.();
+    };
+    inner.onerror = (error) => {
+      innerError?.(error);
+      this.onerror?.(error);
+    };
     inner.onmessage = (message, extra) => {
+      innerMessage?.(message, extra);
       if (isRequest(message) && OBSERVED_METHODS.has(message.method)) {
         const params = message.params as { name?: unknown } | undefined;
         const entry: Pending = { method: message.method, start: Date.now(), startedAt: performance.now() };
