@@ -24,6 +24,12 @@ export interface ActionContext {
   runId: string;
   directive: string;
   signal: AbortSignal;
+  /**
+   * The run's masker: secret inputs become ***. Applied to the text an action stores (event
+   * messages and attributes, a setting change's reason, an anomaly's note); values that must stay
+   * real (a setting's value, a webhook's body, a script's stdin) are not masked.
+   */
+  mask: (value: unknown) => unknown;
 }
 
 /** An applied change's inverse: an action and its inputs. */
@@ -56,7 +62,7 @@ function define<S extends z.ZodObject>(definition: ActionDefinition<S>): ActionD
   return definition as unknown as ActionDefinition;
 }
 
-const MAX_WAIT_MS = 5 * 60_000;
+export const MAX_WAIT_MS = 5 * 60_000;
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -107,17 +113,34 @@ const settingTarget = (key: string, component?: string) => (component === undefi
 function applySetting(ctx: ActionContext, key: string, component: string | undefined, value: unknown, reason: string): ActionResult {
   const before = settingPart(ctx.store, key, component);
   const keyWasSet = ctx.store.getSetting(key) !== null;
-  const change = writeSetting(ctx.store, key, nextSettingValue(ctx.store, key, component, value), ctx.principal, reason);
+  const change = writeSetting(ctx.store, key, nextSettingValue(ctx.store, key, component, value), ctx.principal, ctx.mask(reason) as string);
   const after = settingPart(ctx.store, key, component);
   return {
     output: { key, component: component ?? null, old_value: before, new_value: after, history_id: change.id },
     undo: {
       action: 'settings.restore',
-      // restoring a whole key that had its default resets it, leaving no stored value behind
-      inputs: { key, component: component ?? null, value: component === undefined && !keyWasSet ? null : before, run_id: ctx.runId },
+      // restoring a whole key that had its default resets it, leaving no stored value behind;
+      // `expected` is what this run set: the undo puts `value` back only while it is still there
+      inputs: { key, component: component ?? null, value: component === undefined && !keyWasSet ? null : before, expected: after, run_id: ctx.runId },
       description: `restore ${settingTarget(key, component)} to ${JSON.stringify(before)}`,
     },
   };
+}
+
+/** JSON with every object's keys sorted: values equal but for key order compare equal. */
+function sameValue(a: unknown, b: unknown): boolean {
+  const canonical = (value: unknown) =>
+    JSON.stringify(value ?? null, (_k, v: unknown) =>
+      v !== null && typeof v === 'object' && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
+        : v,
+    );
+  return canonical(a) === canonical(b);
+}
+
+function changedBy(actor: string | null | undefined, ts: number | null | undefined): string {
+  if (!actor) return 'someone else';
+  return `${actor}${ts ? ` at ${new Date(ts).toISOString()}` : ''}`;
 }
 
 // ------------------------------------------------------------------ verify
@@ -247,11 +270,33 @@ export const ACTIONS: Record<string, ActionDefinition> = {
     destructive: true,
     reversible: false,
     internal: true,
-    inputs: z.object({ key: z.string(), component: z.string().nullable(), value: z.unknown(), run_id: z.string() }).strict(),
+    inputs: z
+      .object({
+        key: z.string(),
+        component: z.string().nullable(),
+        value: z.unknown(),
+        /** What the run set. Absent only in undo records stored before it was recorded: those restore unconditionally. */
+        expected: z.unknown().optional(),
+        run_id: z.string(),
+      })
+      .strict(),
     async run(ctx, inputs) {
       const component = inputs.component ?? undefined;
-      const result = applySetting(ctx, inputs.key, component, inputs.value, `rollback of directive run ${inputs.run_id}`);
-      return { output: result.output };
+      // Checked and written in one transaction: another process sharing the store cannot slip a change in between.
+      return ctx.store.inTransaction(() => {
+        if (inputs.expected !== undefined) {
+          const current = settingPart(ctx.store, inputs.key, component);
+          if (!sameValue(current, inputs.expected)) {
+            const latest = ctx.store.settingHistory(inputs.key, 1)[0];
+            throw new Error(
+              `${settingTarget(inputs.key, component)} is ${JSON.stringify(current)} now, not the ${JSON.stringify(inputs.expected)} this run set ` +
+                `(changed by ${changedBy(latest?.actor, latest?.ts)}): left as it is`,
+            );
+          }
+        }
+        const result = applySetting(ctx, inputs.key, component, inputs.value, `rollback of directive run ${inputs.run_id}`);
+        return { output: result.output };
+      });
     },
   }),
 
@@ -271,12 +316,14 @@ export const ACTIONS: Record<string, ActionDefinition> = {
       const anomalies = new AnomalyStore(ctx.store);
       const before = anomalies.get(inputs.id);
       if (!before) throw new Error(`id: no anomaly "${inputs.id}"`);
-      const after = anomalies.setStatus(inputs.id, inputs.status ?? before.status, ctx.principal, inputs.note, { run_id: ctx.runId });
+      const note = inputs.note === undefined ? undefined : (ctx.mask(inputs.note) as string);
+      const after = anomalies.setStatus(inputs.id, inputs.status ?? before.status, ctx.principal, note, { run_id: ctx.runId });
       return {
         output: { id: inputs.id, old_status: before.status, status: after.status, note: after.note },
         undo: {
           action: 'anomaly.restore',
-          inputs: { id: inputs.id, status: before.status, note: before.note },
+          // `expected`: what this run left; the undo puts the old status and note back only while it is still there
+          inputs: { id: inputs.id, status: before.status, note: before.note, expected: { status: after.status, note: after.note } },
           description: `restore anomaly ${inputs.id} to ${before.status}`,
         },
       };
@@ -295,10 +342,33 @@ export const ACTIONS: Record<string, ActionDefinition> = {
     destructive: true,
     reversible: false,
     internal: true,
-    inputs: z.object({ id: z.string(), status: z.enum(ANOMALY_STATUSES), note: z.string().nullable() }).strict(),
+    inputs: z
+      .object({
+        id: z.string(),
+        status: z.enum(ANOMALY_STATUSES),
+        note: z.string().nullable(),
+        /** What the run left. Absent only in undo records stored before it was recorded: those restore unconditionally. */
+        expected: z.object({ status: z.enum(ANOMALY_STATUSES), note: z.string().nullable() }).strict().optional(),
+      })
+      .strict(),
     async run(ctx, inputs) {
-      new AnomalyStore(ctx.store).setStatus(inputs.id, inputs.status, ctx.principal, inputs.note, { run_id: ctx.runId, restored: true });
-      return { output: { id: inputs.id, status: inputs.status } };
+      return ctx.store.inTransaction(() => {
+        const anomalies = new AnomalyStore(ctx.store);
+        if (inputs.expected) {
+          const current = anomalies.get(inputs.id);
+          if (!current) throw new Error(`anomaly ${inputs.id} no longer exists: nothing to restore`);
+          if (current.status !== inputs.expected.status || current.note !== inputs.expected.note) {
+            const last = ctx.store.latestAudit('anomaly.update', inputs.id);
+            const what = (a: { status: string; note: string | null }) => `${a.status}${a.note === null ? '' : ` (note ${JSON.stringify(a.note)})`}`;
+            throw new Error(
+              `anomaly ${inputs.id} is ${what(current)} now, not the ${what(inputs.expected)} this run set ` +
+                `(changed by ${changedBy(last?.actor, last?.ts ?? current.updated_at)}): left as it is`,
+            );
+          }
+        }
+        anomalies.setStatus(inputs.id, inputs.status, ctx.principal, inputs.note, { run_id: ctx.runId, restored: true });
+        return { output: { id: inputs.id, status: inputs.status } };
+      });
     },
   }),
 
@@ -318,17 +388,20 @@ export const ACTIONS: Record<string, ActionDefinition> = {
       .strict(),
     async run(ctx, inputs) {
       const ts = Date.now();
+      // the events table is readable by any read-only client (search_events): secrets are masked
+      const message = ctx.mask(inputs.message) as string;
+      const component = ctx.mask(inputs.component) as string;
       const record = normaliseRecord({
         type: 'event',
         ts,
         kind: inputs.kind,
         level: inputs.level,
-        component: inputs.component,
-        message: inputs.message,
-        attrs: { ...inputs.attrs, 'kiwi.directive': ctx.directive, 'kiwi.run_id': ctx.runId },
+        component,
+        message,
+        attrs: { ...(ctx.mask(inputs.attrs) as Record<string, unknown>), 'kiwi.directive': ctx.directive, 'kiwi.run_id': ctx.runId },
       });
       ctx.store.writeRecords([record]);
-      return { output: { ts: new Date(ts).toISOString(), kind: inputs.kind, component: inputs.component, message: inputs.message } };
+      return { output: { ts: new Date(ts).toISOString(), kind: inputs.kind, component, message } };
     },
     describe: (_ctx, inputs) => `log ${inputs.kind} event on ${inputs.component}: ${inputs.message.slice(0, 120)}`,
   }),
@@ -349,17 +422,29 @@ export const ACTIONS: Record<string, ActionDefinition> = {
       const url = new URL(inputs.url);
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`url: only http and https, not ${url.protocol}`);
       if (!ctx.policy.webhookAllowed(url)) throw new Error(`url: ${url.origin} is not in the policy's webhooks.allow list`);
-      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(ctx.policy.webhookTimeoutMs)]);
-      const response = await fetch(url, {
-        method: 'POST',
-        headers: { ...inputs.headers, 'content-type': 'application/json', 'user-agent': 'kiwi-directive' },
-        body: JSON.stringify(inputs.body),
-        redirect: 'error',
-        signal,
-      });
-      const text = (await response.text()).slice(0, 2000);
-      if (!response.ok) throw new Error(`webhook answered ${response.status}: ${text.slice(0, 200)}`);
-      return { output: { status: response.status, body: text } };
+      // A timer and a controller, not AbortSignal.any([..., AbortSignal.timeout(ms)]): on Node 20 the
+      // combined signal holds the timeout signal weakly, and once collected it never fires.
+      const timeoutMs = ctx.policy.webhookTimeoutMs;
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(new Error(`webhook: no answer within ${timeoutMs} ms (policy webhooks.timeout)`)), timeoutMs);
+      const onAbort = () => controller.abort(ctx.signal.reason);
+      if (ctx.signal.aborted) onAbort();
+      else ctx.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { ...inputs.headers, 'content-type': 'application/json', 'user-agent': 'kiwi-directive' },
+          body: JSON.stringify(inputs.body),
+          redirect: 'error',
+          signal: controller.signal,
+        });
+        const text = (await response.text()).slice(0, 2000);
+        if (!response.ok) throw new Error(`webhook answered ${response.status}: ${text.slice(0, 200)}`);
+        return { output: { status: response.status, body: text } };
+      } finally {
+        clearTimeout(timer);
+        ctx.signal.removeEventListener('abort', onAbort);
+      }
     },
     describe: (ctx, inputs) => {
       let allowed = false;

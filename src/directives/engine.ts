@@ -384,6 +384,15 @@ export class DirectiveEngine {
       this.store.appendAudit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason } });
       throw new Error(`run ${runId}: ${reason}`);
     }
+    // An approver vouches for the destructive steps: they must hold those permissions themselves.
+    const notApprovable = this.deniedPermissions(replanned.filter((p) => p.runs !== 'no' && p.destructive), approver);
+    if (notApprovable.length) {
+      const reason =
+        `${approver} may not approve it: the policy (${this.policy.source}) does not grant ${approver} ${describeDenied(notApprovable)}; ` +
+        'an approver must hold the permissions of the destructive steps. The run still awaits approval';
+      this.store.appendAudit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason } });
+      throw new Error(`run ${runId}: ${reason}`);
+    }
     if (!this.runs.transition(runId, 'awaiting_approval', 'running', Date.now(), { approved_by: approver })) {
       throw new Error(`run ${runId}: someone else decided it first`);
     }
@@ -928,11 +937,11 @@ export class DirectiveEngine {
   }
 
   private runAction(frame: Frame, state: RunState, name: string, inputs: Record<string, unknown>, signal: AbortSignal): Promise<ActionResult> {
-    return this.runActionAs({ directive: frame.directive.name, principal: state.principal, runId: state.run.id }, name, inputs, signal);
+    return this.runActionAs({ directive: frame.directive.name, principal: state.principal, runId: state.run.id, mask: state.mask }, name, inputs, signal);
   }
 
   private async runActionAs(
-    as: { directive: string; principal: string; runId: string },
+    as: { directive: string; principal: string; runId: string; mask?: (value: unknown) => unknown },
     name: string,
     inputs: Record<string, unknown>,
     signal: AbortSignal,
@@ -950,6 +959,7 @@ export class DirectiveEngine {
       runId: as.runId,
       directive: as.directive,
       signal,
+      mask: as.mask ?? ((v) => v),
     };
     return action.run(ctx, parsed.data);
   }

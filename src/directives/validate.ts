@@ -2,11 +2,12 @@
  * Checks beyond the schema, each placed at file:line:column: unknown actions, scripts, tools and
  * directives; script paths outside scripts/; permissions a step needs but the directive does not
  * declare; expressions that do not parse, name unknown inputs or steps, or have the wrong type;
- * duplicate step names; directive cycles.
+ * duplicate step names; directive cycles; a wait or verify delay its step's timeout cannot hold;
+ * a step timeout without a unit.
  */
 import { z } from 'zod';
 import { isSettingKey, SETTINGS } from '../settings.js';
-import { ACTIONS } from './actions.js';
+import { ACTIONS, MAX_WAIT_MS } from './actions.js';
 import { parseDurationText } from './duration.js';
 import { DirectiveExpressions, hasTemplate, type ExpressionScope } from './expressions.js';
 import { allSteps, type DirectiveLibrary, type StepVisit } from './library.js';
@@ -57,11 +58,13 @@ export function stepNeeds(step: StepDefinition, ctx: { library: DirectiveLibrary
       if (REFUSED_TOOLS.has(step.tool!)) throw new Error(`tool "${step.tool}" cannot be called from a step; use a directive step`);
       const tool = ctx.tools.find((t) => t.name === step.tool);
       if (!tool) throw new Error(`unknown tool "${step.tool}"; known: ${ctx.tools.map((t) => t.name).join(', ') || '(none)'}`);
+      // Any tool that is not read-only changes something (update_anomaly is not marked destructive,
+      // yet changes an anomaly), and a tool call is never undone: it needs approval.
       return {
         kind,
         ref: tool.name,
         permissions: [tool.readOnly ? 'read:metrics' : 'call:tool'],
-        destructive: !tool.readOnly && tool.destructive,
+        destructive: !tool.readOnly,
         reversible: false,
       };
     }
@@ -138,14 +141,20 @@ export function validateDirective(loaded: LoadedDirective, ctx: ValidationContex
       if (!hasTemplate(step.foreach)) report([...path, 'foreach'], 'foreach takes a list or one "{{ expression }}" yielding a list');
     }
     if (step.inputs) checkTemplate(step.inputs, [...path, 'inputs'], scope);
-    if (step.timeout !== undefined) {
+    let timeoutMs: number | null = step.timeout === undefined ? DEFAULT_STEP_TIMEOUT_MS : null;
+    if (typeof step.timeout === 'number') {
+      // a bare number would be milliseconds: `timeout: 10` meant 10 s and gave 10 ms
+      report([...path, 'timeout'], `timeout: ${step.timeout} has no unit; write it with one, e.g. ${step.timeout}s, ${step.timeout}ms or ${step.timeout}m`);
+    } else if (step.timeout !== undefined) {
       try {
         const ms = parseDurationText(step.timeout);
         if (ms > MAX_STEP_TIMEOUT_MS || ms <= 0) report([...path, 'timeout'], `timeout must be between 1 ms and ${MAX_STEP_TIMEOUT_MS / 60_000} minutes`);
+        else timeoutMs = ms;
       } catch (err) {
         report([...path, 'timeout'], (err as Error).message);
       }
     }
+    if (timeoutMs !== null && step.action !== undefined) checkWaitFitsTimeout(step, path, timeoutMs, report);
 
     let needs: StepNeeds;
     try {
@@ -214,6 +223,36 @@ function checkActionInputs(step: StepDefinition, path: YamlPath, report: (path: 
   if (step.action!.startsWith('settings.') && typeof given.key === 'string' && !hasTemplate(given.key) && !isSettingKey(given.key)) {
     report([...path, 'inputs', 'key'], `unknown setting "${given.key}"; known: ${Object.keys(SETTINGS).join(', ')}`);
   }
+}
+
+/**
+ * A `wait` (its duration) or a `verify` (its delay) that takes as long as its step may would always
+ * time out: reported at the step, naming the timeout to raise. Templated durations are decided at
+ * run time and not checked here. A verify's window is not waited for: it looks back over stored data.
+ */
+function checkWaitFitsTimeout(step: StepDefinition, path: YamlPath, timeoutMs: number, report: (path: YamlPath, message: string) => void): void {
+  const field = step.action === 'wait' ? 'duration' : step.action === 'verify' ? 'delay' : null;
+  if (field === null) return;
+  const value = step.inputs?.[field];
+  if ((typeof value !== 'string' && typeof value !== 'number') || (typeof value === 'string' && hasTemplate(value))) return;
+  let ms: number;
+  try {
+    ms = parseDurationText(value);
+  } catch {
+    return; // checkActionInputs reports a malformed duration
+  }
+  const shown = typeof value === 'number' ? `${value} ms` : value;
+  if (ms > MAX_WAIT_MS) {
+    report(path, `${step.action} ${field} ${shown} is longer than ${MAX_WAIT_MS / 60_000} minutes, the most a ${step.action} may take`);
+    return;
+  }
+  if (ms < timeoutMs) return;
+  const limit = step.timeout === undefined ? `the default step timeout (${DEFAULT_STEP_TIMEOUT_MS / 1000}s)` : `its timeout (${String(step.timeout)})`;
+  report(
+    path,
+    `${step.action} ${field} ${shown} is not shorter than ${limit}, so the step would always time out; ` +
+      `raise the step's timeout: above ${shown} (at most ${MAX_STEP_TIMEOUT_MS / 60_000}m)`,
+  );
 }
 
 function containsTemplate(value: unknown): boolean {

@@ -267,6 +267,7 @@ export class Store {
       ).raw(),
       auditInsert: db.prepare('INSERT INTO audit (ts, actor, action, target, details) VALUES (?, ?, ?, ?, ?)'),
       auditList: db.prepare(`SELECT * FROM audit WHERE id < ? ORDER BY id DESC ${LIMIT_PARAM}`),
+      auditLatest: db.prepare('SELECT actor, ts FROM audit WHERE action = ? AND target = ? ORDER BY id DESC LIMIT 1'),
       settingGet: db.prepare('SELECT key, value, updated_at, updated_by FROM settings WHERE key = ?'),
       settingAll: db.prepare('SELECT key, value, updated_at, updated_by FROM settings ORDER BY key'),
       settingUpsert: db.prepare(
@@ -569,6 +570,11 @@ export class Store {
       JSON.stringify(entry.details ?? {}),
     );
     return Number(info.lastInsertRowid);
+  }
+
+  /** Who last did `action` to `target`, and when; null when nobody has. */
+  latestAudit(action: string, target: string): { actor: string; ts: number } | null {
+    return (this.stmt.auditLatest.get(action, target) as { actor: string; ts: number } | undefined) ?? null;
   }
 
   listAudit(limit: number, beforeId = Number.MAX_SAFE_INTEGER): AuditEntry[] {
