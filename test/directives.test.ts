@@ -335,6 +335,9 @@ describe('permissions, approval, locks, idempotency and rate limits', () => {
   it('the default policy grants read-only: a write is denied, stored as a permission event, and nothing changes', async () => {
     const s = setup({ policy: Policy.readOnly() });
     s.write('d', destructive);
+    // the plan already says so, rather than inviting an execute that is denied
+    const plan = await s.engine.run({ directive: 'd', principal: 'agent:claude', mode: 'plan' });
+    expect(plan.next).toMatch(/^execute would be denied: write:settings \(steps\[0\] settings.set\) not granted to agent:claude by the policy .*; ask an operator to grant it$/);
     const run = await s.engine.run({ directive: 'd', principal: 'agent:claude', mode: 'execute' });
     expect(run.status).toBe('denied');
     expect(run.error).toMatch(/write:settings .* not granted to agent:claude/);

@@ -273,7 +273,14 @@ export class DirectiveEngine {
     if (mode === 'plan') {
       this.insert(base);
       this.store.appendAudit({ actor: request.principal, action: 'directive.plan', target: id, details: { directive: directive.name, inputs: base.inputs } });
-      return { ...base, replayed: false, next: planErrors.length ? 'fix the errors above before executing' : 'run again with mode execute to apply it' };
+      // executing would be refused: say so here rather than invite an execute that is denied
+      const denied = this.deniedPermissions(plan.filter((p) => p.runs !== 'no'), request.principal);
+      const next = planErrors.length
+        ? 'fix the errors above before executing'
+        : denied.length
+          ? `execute would be denied: ${describeDenied(denied)} not granted to ${request.principal} by the policy (${this.policy.source}); ask an operator to grant it`
+          : 'run again with mode execute to apply it';
+      return { ...base, replayed: false, next };
     }
 
     if (planErrors.length) {
