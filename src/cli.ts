@@ -144,6 +144,29 @@ export const commands: Record<string, Command> = {
     flags: [DB_FLAG],
     run: prune,
   },
+  audit: {
+    summary: 'read the audit trail: every setting change, directive run, step, approval, undo and anomaly update, newest first',
+    usage: 'kiwi audit [--action A] [--target T] [--actor P] [--since TIME] [--limit N] [--json] [--db PATH]',
+    options: {
+      db: { type: 'string' },
+      action: { type: 'string' },
+      target: { type: 'string' },
+      actor: { type: 'string' },
+      since: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    flags: [
+      DB_FLAG,
+      ['--action A', 'one action (directive.undo), or all under a prefix ending in a dot (directive.)'],
+      ['--target T', 'what was acted on: a run id, a setting key, an anomaly id'],
+      ['--actor P', 'who acted, e.g. cli:alice, agent:claude, kiwi'],
+      ['--since TIME', 'at or after: ISO 8601, epoch, or relative as --since=-24h'],
+      ['--limit N', 'entries to print (default 50)'],
+      ['--json', 'one JSON object per line'],
+    ],
+    run: audit,
+  },
   settings: {
     summary: "read or change Kiwi's runtime settings (changes are kept with history and audited)",
     usage: 'kiwi settings [list] | kiwi settings set KEY VALUE [--reason TEXT] | kiwi settings reset KEY   [--db PATH]',
@@ -632,6 +655,36 @@ async function prune(values: Values): Promise<number> {
       `rolled up ${result.points_rolled_up} minutes, deleted ${result.points_deleted} points, ${result.events_deleted} events, ` +
         `${result.spans_deleted} spans, ${result.rollups_deleted} roll-ups\n`,
     );
+  } finally {
+    store.close();
+  }
+  return 0;
+}
+
+async function audit(values: Values): Promise<number> {
+  const limit = intFlag(values, 'limit', 50);
+  let since: number | undefined;
+  if (values.since !== undefined) {
+    try {
+      since = parseTimeInput(values.since as string);
+    } catch (err) {
+      throw new UsageError(`--since: ${(err as Error).message}`);
+    }
+  }
+  const store = openExistingStore(values);
+  try {
+    const filter = {
+      ...(values.action !== undefined ? { action: values.action as string } : {}),
+      ...(values.target !== undefined ? { target: values.target as string } : {}),
+      ...(values.actor !== undefined ? { actor: values.actor as string } : {}),
+      ...(since !== undefined ? { since } : {}),
+    };
+    for (const entry of store.searchAudit(filter, limit)) {
+      const line = values.json
+        ? JSON.stringify({ ...entry, ts: new Date(entry.ts).toISOString() })
+        : `${new Date(entry.ts).toISOString()} ${entry.actor} ${entry.action}${entry.target ? ` ${entry.target}` : ''} ${JSON.stringify(entry.details)}`;
+      process.stdout.write(`${line}\n`);
+    }
   } finally {
     store.close();
   }

@@ -124,6 +124,20 @@ describe('kiwi settings and prune', () => {
     const prune = await runCli(['prune', '--db', db]);
     expect(prune.code).toBe(0);
     expect(prune.stdout).toMatch(/^rolled up 0 minutes, deleted 0 points/);
+
+    // the audit trail can be read without SQL: newest first, filtered by action (or a prefix), actor and time
+    const audit = await runCli(['audit', '--action', 'settings.change', '--json', '--db', db]);
+    expect(audit.code).toBe(0);
+    const entries = audit.stdout.trim().split('\n').map((l) => JSON.parse(l) as { action: string; target: string; details: { new_value: unknown; reason: unknown } });
+    expect(entries.map((e) => [e.action, e.target, e.details.new_value, e.details.reason])).toEqual([
+      ['settings.change', 'retention.raw_days', null, null],
+      ['settings.change', 'retention.raw_days', 7, 'small disk'],
+    ]);
+    const byPrefix = await runCli(['audit', '--action', 'settings.', '--limit', '1', '--db', db]);
+    expect(byPrefix.stdout).toMatch(/^\S+Z cli:\S+ settings\.change retention\.raw_days \{"old_value":7,"new_value":null/);
+    expect(byPrefix.stdout.trim().split('\n')).toHaveLength(1);
+    const nobody = await runCli(['audit', '--actor', 'agent:nobody', '--since=-1h', '--db', db]);
+    expect(nobody).toMatchObject({ code: 0, stdout: '' });
   });
 });
 
@@ -131,7 +145,7 @@ describe('commands that read a store', () => {
   it('refuse a --db with no store behind it instead of creating an empty one', async () => {
     const dir = tempDir();
     const typo = join(dir, 'nested', 'kiwi.bd');
-    for (const command of ['detect', 'explain', 'forecast', 'prune']) {
+    for (const command of ['detect', 'explain', 'forecast', 'prune', 'audit']) {
       const args = command === 'explain' ? [command, '--start=-1h', '--db', typo] : [command, '--db', typo];
       const result = await runCli(args);
       expect(result.code, command).toBe(2);

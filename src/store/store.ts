@@ -267,6 +267,12 @@ export class Store {
       ).raw(),
       auditInsert: db.prepare('INSERT INTO audit (ts, actor, action, target, details) VALUES (?, ?, ?, ?, ?)'),
       auditList: db.prepare(`SELECT * FROM audit WHERE id < ? ORDER BY id DESC ${LIMIT_PARAM}`),
+      auditFiltered: db.prepare(
+        `SELECT * FROM audit WHERE id < @before
+           AND (@action IS NULL OR action = @action OR substr(action, 1, length(@prefix)) = @prefix)
+           AND (@target IS NULL OR target = @target) AND (@actor IS NULL OR actor = @actor) AND ts >= @since
+         ORDER BY id DESC LIMIT @limit`,
+      ),
       auditLatest: db.prepare('SELECT actor, ts FROM audit WHERE action = ? AND target = ? ORDER BY id DESC LIMIT 1'),
       settingGet: db.prepare('SELECT key, value, updated_at, updated_by FROM settings WHERE key = ?'),
       settingAll: db.prepare('SELECT key, value, updated_at, updated_by FROM settings ORDER BY key'),
@@ -579,6 +585,23 @@ export class Store {
 
   listAudit(limit: number, beforeId = Number.MAX_SAFE_INTEGER): AuditEntry[] {
     const rows = this.stmt.auditList.all(beforeId, limit) as (Omit<AuditEntry, 'details'> & { details: string })[];
+    return rows.map((r) => ({ ...r, details: JSON.parse(r.details) as Attributes }));
+  }
+
+  /**
+   * Audit entries newest first, filtered: `action` exactly, or every action under a prefix ending
+   * in a dot (`directive.`); `target` and `actor` exactly; at or after `since` (epoch ms).
+   */
+  searchAudit(filter: { action?: string; target?: string; actor?: string; since?: number }, limit: number, beforeId = Number.MAX_SAFE_INTEGER): AuditEntry[] {
+    const rows = this.stmt.auditFiltered.all({
+      before: beforeId,
+      action: filter.action ?? null,
+      prefix: filter.action?.endsWith('.') ? filter.action : null,
+      target: filter.target ?? null,
+      actor: filter.actor ?? null,
+      since: filter.since ?? 0,
+      limit,
+    }) as (Omit<AuditEntry, 'details'> & { details: string })[];
     return rows.map((r) => ({ ...r, details: JSON.parse(r.details) as Attributes }));
   }
 
