@@ -193,6 +193,22 @@ describe('connection_instability', () => {
     store.close();
   });
 
+  it('judges hours of flapping before the window too: three disconnects in the last hour after three hours of them', () => {
+    const quiet = event(END - 30 * HOUR, 'connection', 'mcp-github', 'connected', { state: 'connected' });
+    const lastHour = [45, 25, 5].map((m) => END - m * MIN);
+    // alone, three disconnects in an hour of a quiet server are p ~1e-6 at the 0.5 sensitivity: not enough
+    const alone = openStore([quiet, ...flaps('mcp-github', lastHour)]);
+    expect(found(detectAnomalies(alone, { now: END }))).toEqual([]);
+    alone.close();
+    const before = [1, 2, 3].flatMap((h) => [50, 35, 20, 5].map((m) => END - h * HOUR - m * MIN));
+    const store = openStore([quiet, ...flaps('mcp-github', [...before, ...lastHour])]);
+    const result = detectAnomalies(store, { now: END });
+    expect(found(result)).toEqual(['connection_instability|mcp-github']);
+    expect(result.anomalies[0]!.evidence).toMatchObject({ disconnects: 3, flapping_hours_before_window: 3, disconnects_since_onset: 15 });
+    expect(result.anomalies[0]!.start_ts).toBe(END - 3 * HOUR - 50 * MIN);
+    store.close();
+  });
+
   it('stays quiet on one disconnect, or on a server that always flaps this often', () => {
     const always = Array.from({ length: 30 }, (_, h) => [END - h * HOUR - 10 * MIN, END - h * HOUR - 30 * MIN, END - h * HOUR - 50 * MIN]).flat();
     const store = openStore([...flaps('once', [END - 20 * MIN]), ...flaps('always', always)]);

@@ -143,12 +143,20 @@ export const connectionInstability: Check = {
       for (const d of baseDisconnects) hourly[Math.floor((d.ts - baseStart) / HOUR)]!++;
       const perHourUsually = Math.max(median(hourly), 0.5 / hourly.length);
       const expected = perHourUsually * (windowMs / HOUR);
-      const p = poissonUpperTail(disconnects.length, expected);
-      const score = scoreOfP(p);
-      if (score < ctx.minScore) continue;
       // The flapping may have begun before the window: walk back through the hours that had disconnects too.
       let firstHour = hourly.length;
       while (firstHour > 0 && hourly[firstHour - 1]! > 0) firstHour--;
+      // Judged over the window and, when it began earlier, over the whole flapping too (the better
+      // of the two, each counted twice): three hours of flapping are stronger evidence than the
+      // few disconnects one window holds.
+      let sinceOnset = disconnects.length;
+      for (let h = firstHour; h < hourly.length; h++) sinceOnset += hourly[h]!;
+      const flappingHours = hourly.length - firstHour;
+      const pWindow = poissonUpperTail(disconnects.length, expected);
+      const pFlapping = flappingHours > 0 ? poissonUpperTail(sinceOnset, perHourUsually * (windowMs / HOUR + flappingHours)) : 1;
+      const p = Math.min(1, 2 * Math.min(pWindow, pFlapping));
+      const score = scoreOfP(p);
+      if (score < ctx.minScore) continue;
       const onset = baseDisconnects.find((d) => d.ts >= baseStart + firstHour * HOUR)?.ts ?? disconnects[0]!.ts;
       const mtbfSeconds = meanTimeBetween(disconnects, windowMs);
       const downtimeSeconds = downtime(events, ctx.windowStart, ctx.now) / 1000;
@@ -173,6 +181,8 @@ export const connectionInstability: Check = {
           downtime_seconds: Math.round(downtimeSeconds),
           expected_disconnects: toSignificant(expected, 3),
           baseline_disconnects_24h: baseDisconnects.length,
+          flapping_hours_before_window: flappingHours,
+          disconnects_since_onset: sinceOnset,
           usual_per_hour: toSignificant(perHourUsually, 3),
           current_state: state,
           reasons: [...groupBy(disconnects, (d) => d.reason ?? 'unknown')].map(([reason, rows]) => ({ reason, count: rows.length })),
