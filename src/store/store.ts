@@ -46,6 +46,8 @@ export interface EventFilter {
   min_level?: string;
   /** Case-insensitive substring of the message. */
   text?: string;
+  /** Events recorded for one trace (their `trace_id` attribute). */
+  trace_id?: string;
   from?: number;
   to?: number;
 }
@@ -720,6 +722,7 @@ function eventConditions(filter: EventFilter): Conditions {
     where.add(`level IN (${placeholders(levels.length)})`, ...levels);
   }
   if (filter.text !== undefined && filter.text !== '') where.add("message LIKE ? ESCAPE '\\'", `%${escapeLike(filter.text)}%`);
+  if (filter.trace_id !== undefined) where.add("json_extract(attrs, '$.trace_id') = ?", filter.trace_id);
   if (filter.from !== undefined) where.add('ts >= ?', filter.from);
   if (filter.to !== undefined) where.add('ts < ?', filter.to);
   return where;

@@ -21,6 +21,7 @@ const LIMITS = {
   eventMessageChars: 500,
   eventAttrsChars: 1000,
   healthComponents: 100,
+  traceSpans: 500,
 } as const;
 
 
@@ -280,7 +281,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
       title: 'Search events',
       description:
         'Search logs and events (kinds: log, error, permission, connection, config, deploy, directive, anomaly, or any other) by ' +
-        'kind, component, lowest level, text in the message and time range; newest first. Paginated: limit (default 50, at most ' +
+        'kind, component, lowest level, text in the message, trace and time range; newest first. Paginated: limit (default 50, at most ' +
         `${LIMITS.events}) and the next_cursor of the previous page. Messages are cut at ${LIMITS.eventMessageChars} characters ` +
         `and attributes at ${LIMITS.eventAttrsChars}.`,
       inputSchema: {
@@ -288,6 +289,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         component: z.string().optional(),
         min_level: z.enum(EVENT_LEVELS).optional().describe('Lowest level included (trace < debug < info < warn < error < fatal)'),
         text: z.string().max(200).optional().describe('Case-insensitive text the message contains'),
+        trace_id: z.string().max(64).optional().describe('Only events recorded for this trace (their trace_id attribute), e.g. a failed request of an anomaly'),
         from: timeInput.optional(),
         to: timeInput.optional(),
         limit: z.number().int().min(1).max(LIMITS.events).default(50),
@@ -324,6 +326,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
             component: args.component,
             min_level: args.min_level,
             text: args.text,
+            trace_id: args.trace_id,
             from,
             to,
           },
@@ -348,6 +351,79 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         ...events.map((e) => `${e.ts} ${e.level} ${e.kind} ${e.component}: ${truncate(e.message, 160)}`),
       ].join('\n');
       return answer({ events, next_cursor: page.next_cursor }, text);
+    },
+  );
+
+  server.registerTool(
+    'get_trace',
+    {
+      title: 'Get a trace',
+      description:
+        'One trace by its trace_id (as anomalies, root-cause context and search_events show them): its spans as a call tree ' +
+        `(component, name, start, duration, status), oldest first, at most ${LIMITS.traceSpans}, and the events recorded for it.`,
+      inputSchema: { trace_id: z.string().min(1).max(64) },
+      outputSchema: {
+        trace_id: z.string(),
+        spans: z.array(
+          z.object({
+            span_id: z.string(),
+            parent_id: z.string().nullable(),
+            depth: z.number().describe('0 for a root, or a span whose parent is not stored'),
+            name: z.string(),
+            component: z.string(),
+            start: z.string(),
+            duration_ms: z.number(),
+            status: z.string(),
+            attrs: z.record(z.string(), z.unknown()),
+          }),
+        ),
+        spans_total: z.number(),
+        events: z.array(z.object({ ts: z.string(), kind: z.string(), component: z.string(), level: z.string(), message: z.string() })),
+      },
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    async ({ trace_id }) => {
+      const stored = store.listSpans({ trace_id }, LIMITS.traceSpans + 1);
+      if (stored.length === 0) throw new Error(`trace_id: no spans of trace "${truncate(trace_id, 64)}"`);
+      const kept = stored.slice(0, LIMITS.traceSpans).sort((a, b) => a.start - b.start);
+      // parents before children: depth-first from the roots, each level oldest first
+      const children = new Map<string | null, typeof kept>();
+      const ids = new Set(kept.map((s) => s.span_id));
+      for (const span of kept) {
+        const parent = span.parent_id !== null && ids.has(span.parent_id) ? span.parent_id : null;
+        children.set(parent, [...(children.get(parent) ?? []), span]);
+      }
+      const ordered: { span: (typeof kept)[number]; depth: number }[] = [];
+      const visit = (parent: string | null, depth: number) => {
+        for (const span of children.get(parent) ?? []) {
+          ordered.push({ span, depth });
+          visit(span.span_id, depth + 1);
+        }
+      };
+      visit(null, 0);
+      const spans = ordered.map(({ span, depth }) => ({
+        span_id: span.span_id,
+        parent_id: span.parent_id,
+        depth,
+        name: span.name,
+        component: span.component,
+        start: iso(span.start),
+        duration_ms: round(span.duration_ms),
+        status: span.status,
+        attrs: boundedAttrs(span.attrs, LIMITS.eventAttrsChars),
+      }));
+      const first = kept[0]!.start;
+      const last = Math.max(...kept.map((s) => s.start + s.duration_ms));
+      const events = store
+        .searchEvents({ trace_id, from: first - 60_000, to: last + 60_000 }, LIMITS.events)
+        .events.reverse()
+        .map((e) => ({ ts: iso(e.ts), kind: e.kind, component: e.component, level: e.level, message: truncate(e.message, LIMITS.eventMessageChars) }));
+      const text = [
+        `trace ${trace_id}: ${spans.length} spans${stored.length > kept.length ? ` (of more than ${LIMITS.traceSpans})` : ''}, ${events.length} events`,
+        ...spans.map((s) => `${'  '.repeat(s.depth)}${s.component} ${s.name} ${s.duration_ms} ms ${s.status}${s.status === 'error' ? ' ✗' : ''} (${s.start})`),
+        ...events.map((e) => `event ${e.ts} ${e.level} ${e.kind} ${e.component}: ${truncate(e.message, 160)}`),
+      ].join('\n');
+      return answer({ trace_id, spans, spans_total: stored.length > kept.length ? stored.length : spans.length, events }, text);
     },
   );
 
