@@ -41,6 +41,9 @@ export function parseTimeInput(input: string | number, now: number = Date.now())
       if (at < 0) throw new Error(`${JSON.stringify(text)} reaches before 1970`);
       return at;
     }
+    // "60m" for "60 minutes ago": say how a relative time is written rather than that it is no timestamp
+    const unsigned = DURATION.exec(text);
+    if (unsigned && unsigned[2] !== undefined) throw new Error(`${JSON.stringify(text)} is a duration, not a time; for ${text} ago write -${text}`);
   }
   return parseTimestamp(input);
 }

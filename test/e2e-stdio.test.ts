@@ -146,6 +146,8 @@ describe('kiwi serve over stdio, driven by a real MCP client', () => {
     expect(text(bareLookback)).toBe('lookback: "60" has no unit; write it as 500ms, 90s, 15m, 2h or 7d');
     const bareFrom = await call('query_metrics', { name: 'x', from: '-60' });
     expect(text(bareFrom)).toMatch(/^from: "-60" has no unit; write it as -90s, -15m/);
+    const durationForTime = await call('search_events', { from: '60m' });
+    expect(text(durationForTime)).toBe('from: "60m" is a duration, not a time; for 60m ago write -60m');
     const badBucket = await call('query_metrics', { name: 'x', bucket: 'soon' });
     expect(text(badBucket)).toMatch(/^bucket: /);
     const backwards = await call('query_metrics', { name: 'x', from: T0 + 1000, to: T0 });
