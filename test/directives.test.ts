@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DirectiveEngine } from '../src/directives/engine.js';
@@ -326,6 +326,17 @@ process.stdout.write(JSON.stringify({ items: ['a', 'b', 'c'] }));`);
     expect(steps.filter((r) => r.name === 'each').map((r) => r.item_index)).toEqual([0, 1, 2]);
     expect(s.store.searchEvents({ text: 'item 1 is b' }, 5).events).toHaveLength(1);
     expect(s.store.searchEvents({ text: 'went on after failed' }, 5).events).toHaveLength(1);
+  });
+});
+
+describe('scripts saved with Windows line endings', () => {
+  it('are reported at validation, not as a file that does not exist at run time', () => {
+    const s = setup();
+    chmodSync(s.script('crlf.sh', '#!/bin/sh\r\necho "{}"\r\n'), 0o755);
+    s.write('c', `${head('c', '[execute:script]')}steps:\n  - script: crlf.sh\n`);
+    expect(validate(s, 'c').map((e) => e.replace(s.directives, 'D'))).toEqual([
+      'D/c.yaml:6:13: script "crlf.sh" has Windows line endings (CRLF): its #! line names "/bin/sh\\r"; save it with LF endings',
+    ]);
   });
 });
 

@@ -6,7 +6,7 @@
  * executable and is run directly.
  */
 import { spawn } from 'node:child_process';
-import { constants, accessSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, accessSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { extname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { FORBIDDEN_KEYS } from './schema.js';
 
@@ -43,6 +43,12 @@ export function resolveScript(scriptsDir: string, ref: string): string {
       accessSync(real, constants.X_OK);
     } catch {
       throw new ScriptRefError(`script "${ref}" is neither a .mjs/.js/.cjs file nor executable`);
+    }
+    // A #! line saved with Windows line endings names "/bin/sh\r", which the system reports as
+    // ENOENT for the script itself: say what is wrong instead.
+    const head = readFirstLine(real);
+    if (head.startsWith('#!') && head.endsWith('\r')) {
+      throw new ScriptRefError(`script "${ref}" has Windows line endings (CRLF): its #! line names "${head.slice(2).trim()}\\r"; save it with LF endings`);
     }
   }
   return real;
@@ -163,4 +169,18 @@ export function forbiddenKey(value: unknown, depth = 0): string | null {
     if (bad) return bad;
   }
   return null;
+}
+
+/** The first line of a file (at most 256 bytes), its \r kept. */
+function readFirstLine(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const buffer = Buffer.alloc(256);
+    const n = readSync(fd, buffer, 0, buffer.length, 0);
+    const text = buffer.subarray(0, n).toString('latin1');
+    const end = text.indexOf('\n');
+    return end < 0 ? text : text.slice(0, end);
+  } finally {
+    closeSync(fd);
+  }
 }
