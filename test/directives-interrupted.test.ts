@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { describe, expect, it } from 'vitest';
+import { Policy } from '../src/directives/policy.js';
+import { DirectiveService } from '../src/directives/service.js';
 import { createKiwi } from '../src/index.js';
 import { readSetting } from '../src/settings.js';
 import { DirectiveRunStore, type DirectiveRunRow } from '../src/store/directives.js';
@@ -97,6 +99,60 @@ describe('directive runs interrupted', () => {
     const after = readBack(s.db);
     expect(after.run!.status).toBe('rolled_back');
     expect(after.rawDays).not.toBe(3);
+  });
+
+  it('a run whose process is alive is never taken over, however long since it moved', async () => {
+    const s = setup();
+    const child = startCli(['directive', 'run', 'slow_change', '--mode', 'execute', '--approve'], s.env);
+    await pollUntil(() => readBack(s.db).rawDays, (days) => days === 3, { timeoutMs: 20_000 });
+    const store = new Store(s.db);
+    try {
+      const engine = new DirectiveService({ store, directivesDir: s.directives, policy: Policy.load(s.policy) }).engine;
+      expect(await engine.recoverInterrupted(Date.now() + 31 * 60_000)).toEqual([]);
+      expect(readBack(s.db)).toMatchObject({ run: { status: 'running' }, rawDays: 3 });
+    } finally {
+      store.close();
+      child.kill('SIGINT');
+      await waitForExit(child);
+    }
+  });
+
+  it('an abandoned run is undone once, however many recoveries run at the same time', async () => {
+    const s = setup();
+    const child = startCli(['directive', 'run', 'slow_change', '--mode', 'execute', '--approve'], s.env);
+    await pollUntil(() => readBack(s.db).rawDays, (days) => days === 3, { timeoutMs: 20_000 });
+    child.kill('SIGKILL');
+    await waitForExit(child);
+    const store = new Store(s.db);
+    try {
+      const engine = new DirectiveService({ store, directivesDir: s.directives, policy: Policy.load(s.policy) }).engine;
+      const [first, second] = await Promise.all([engine.recoverInterrupted(), engine.recoverInterrupted()]);
+      expect(first.length + second.length).toBe(1);
+      const after = readBack(s.db);
+      expect(after.run).toMatchObject({ status: 'rolled_back' });
+      expect(after.audit.filter((a) => a === 'directive.interrupted' || a === 'directive.undo')).toEqual(['directive.interrupted', 'directive.undo']);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('a run another host took over for abandoned is left to it: the old owner stops without writing over it', async () => {
+    const s = setup();
+    const kiwi = createKiwi({ db: s.db, selfTelemetry: false, policy: s.policy, directivesDir: s.directives, directiveAnswerWithinMs: 200 });
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await kiwi.server.connect(serverSide);
+    const client = new Client({ name: 'agent', version: '1.0.0' });
+    await client.connect(clientSide);
+    const answer = await client.callTool({ name: 'run_directive', arguments: { name: 'slow_change', mode: 'execute', approve: true } });
+    const id = (answer.structuredContent as { id: string }).id;
+    // as another host sees it: an owner it cannot check, silent for 31 minutes
+    kiwi.store.db.prepare('UPDATE directive_runs SET owner = ?, updated_at = ? WHERE id = ?').run('other-host:1', Date.now() - 31 * 60_000, id);
+    const engine = new DirectiveService({ store: kiwi.store, directivesDir: s.directives, policy: Policy.load(s.policy) }).engine;
+    expect((await engine.recoverInterrupted()).map((r) => r.status)).toEqual(['rolled_back']);
+    await kiwi.close(); // the old owner's wait is interrupted; it must not finish the run its own way
+    const after = readBack(s.db, id);
+    expect(after.run!.error).toMatch(/^interrupted: the process running it \(other-host:1\) stopped; 1 change\(s\) undone$/);
+    expect(after.audit.filter((a) => a === 'directive.finish')).toEqual([]);
   });
 
   it('a run whose process was killed is undone by the next Kiwi on the store, and its target is free again', async () => {

@@ -1,7 +1,6 @@
 /** `kiwi directive validate|list|run|approve|reject|runs|show`: the directives capability from a shell. */
 import { inProcessToolCaller, renderRun, runStructured } from '../mcp/tools/directives.js';
 import { createMcpServer } from '../mcp/server.js';
-import { interruptRuns } from '../directives/engine.js';
 import { formatDiagnostic } from '../directives/load.js';
 import { Policy } from '../directives/policy.js';
 import { capabilitiesWithToolFallback } from '../directives/registry.js';
@@ -106,7 +105,7 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
         if (mode !== 'plan' && mode !== 'execute') throw new Usage('--mode must be plan or execute');
         const specs = service.library.get(name)?.loaded.directive?.inputs ?? {};
         const inputs = coerceInputPairs((values.input as string[] | undefined) ?? [], specs);
-        const run = await rollingBackOnSignal(
+        const run = await rollingBackOnSignal((signal) =>
           service.run({
             directive: name,
             inputs,
@@ -114,6 +113,7 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
             approve: values.approve === true,
             principal: principal(),
             idempotencyKey: values['idempotency-key'] as string | undefined,
+            signal,
           }),
         );
         return print(run);
@@ -124,7 +124,7 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
         const run = service.engine.getRun(id);
         const specs = run ? (service.library.get(run.directive)?.loaded.directive?.inputs ?? {}) : {};
         const secrets = coerceInputPairs((values.input as string[] | undefined) ?? [], specs);
-        return print(await rollingBackOnSignal(service.approve(id, principal(), secrets)));
+        return print(await rollingBackOnSignal((signal) => service.approve(id, principal(), secrets, signal)));
       }
       case 'reject': {
         const [id] = rest;
@@ -160,18 +160,20 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
 }
 
 /**
- * Waits for a run while Ctrl-C or SIGTERM, instead of killing the process mid-step, stops it and
- * rolls back what it applied (interruptRuns); the run then ends as rolled_back and is printed.
+ * Runs `start` with a signal that Ctrl-C or SIGTERM aborts: instead of killing the process
+ * mid-step, the run stops and rolls back what it applied (it ends rolled_back and is printed).
+ * A signal that comes before the run starts executing stops it too.
  */
-async function rollingBackOnSignal<T>(work: Promise<T>): Promise<T> {
+async function rollingBackOnSignal<T>(start: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     process.stderr.write(`kiwi directive: ${signal}: stopping the run and rolling back what it applied\n`);
-    void interruptRuns(`kiwi directive received ${signal}`);
+    controller.abort(new Error(`kiwi directive received ${signal}`));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    return await work;
+    return await start(controller.signal);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

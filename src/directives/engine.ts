@@ -35,7 +35,7 @@ export const MAX_STEPS_PER_RUN = 500;
 export const MAX_FOREACH_ITEMS = 100;
 export const MAX_INPUT_BYTES = 64 * 1024;
 const MASK = '***';
-/** A run left `running` this long is abandoned; longer than MAX_STEP_TIMEOUT_MS, so a live run records a step at least this often. */
+/** A run of another host left `running` this long is abandoned: thirty heartbeats missed. */
 const STALE_RUN_MS = 30 * 60_000;
 
 /** This process as the owner of the runs it executes: another process on the host can tell when it has stopped. */
@@ -64,25 +64,37 @@ export async function interruptRuns(reason: string, options: { store?: Store; wa
   return runs.length;
 }
 
+/** Runs this process is recovering (recoverInterrupted), so a second call does not take them over again. */
+const recovering = new Set<string>();
+
+/** How often a run in flight marks itself alive (updated_at), so another host's Kiwi never takes it for abandoned. */
+const HEARTBEAT_MS = 60_000;
+
 /**
- * Whether a running run was left by a process that stopped: its owner (host:pid) is gone from this
- * host, or it has not moved for STALE_RUN_MS (longer than any step may take, and every step
- * records itself), which also covers another host's runs and a pid the system gave to another
- * process since.
+ * Whether a running run was left by a process that stopped. Its owner is `host:pid`: on this host
+ * the pid says so (alive: never taken over; gone: abandoned). Another host's run, or one with no
+ * owner, is abandoned once it has not moved for STALE_RUN_MS, while a live run's heartbeat moves it
+ * every HEARTBEAT_MS. (A pid the system gave to another process since keeps its run held: rare,
+ * and the safe side.)
  */
 function abandoned(run: RunningRun, now: number): boolean {
+  if (recovering.has(run.id)) return false;
   if (run.owner === OWNER) return !inFlight.has(run.id);
-  if (now - run.updated_at > STALE_RUN_MS) return true;
   const at = run.owner?.lastIndexOf(':') ?? -1;
   const pid = run.owner === null ? NaN : Number(run.owner.slice(at + 1));
-  if (run.owner === null || run.owner.slice(0, at) !== hostname() || !Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  if (run.owner !== null && run.owner.slice(0, at) === hostname() && Number.isInteger(pid) && pid > 0) {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return true;
+    }
   }
+  return now - run.updated_at > STALE_RUN_MS;
 }
+
+/** Thrown when this process finds that another one took its run over (see abandoned): it stops without touching it. */
+class RunTakenOver extends Error {}
 
 export type Phase = 'steps' | 'undo' | 'rollback' | 'finally';
 
@@ -130,6 +142,8 @@ export interface RunRequest {
   idempotencyKey?: string;
   /** Called once the run holds its lock and starts executing, with its id (an answer may not wait for the end). */
   onStart?: (runId: string) => void;
+  /** Aborting it interrupts the run as interruptRuns does (rolled back); already aborted, it does nothing before it ends. */
+  signal?: AbortSignal;
 }
 
 export interface RunView extends DirectiveRunRow {
@@ -345,14 +359,14 @@ export class DirectiveEngine {
       target: id,
       details: { directive: directive.name, target, approved_by: approvedBy, inputs: running.inputs },
     });
-    const execution = this.execute(running, frame, request.principal, tools);
+    const execution = this.execute(running, frame, request.principal, tools, request.signal);
     request.onStart?.(id);
     const finished = await execution;
     return { ...finished, replayed: false, next: null };
   }
 
   /** A human (or, where the policy lets it, an agent) approves a waiting run; it then executes here. */
-  async approve(runId: string, approver: string, secretInputs: Record<string, unknown> = {}): Promise<RunView> {
+  async approve(runId: string, approver: string, secretInputs: Record<string, unknown> = {}, signal?: AbortSignal): Promise<RunView> {
     this.sweepExpired();
     await this.recoverInterrupted();
     const run = this.runs.get(runId);
@@ -405,7 +419,7 @@ export class DirectiveEngine {
     }
     this.store.appendAudit({ actor: approver, action: 'directive.approved', target: runId, details: { directive: run.directive, requested_by: run.requested_by } });
     const running = { ...this.runs.get(runId)!, inputs: masker(directive, resolved)(resolved) as Record<string, unknown> };
-    const finished = await this.execute(running, frame, run.requested_by ?? approver, tools);
+    const finished = await this.execute(running, frame, run.requested_by ?? approver, tools, signal);
     return { ...finished, replayed: false, next: null };
   }
 
@@ -503,6 +517,20 @@ export class DirectiveEngine {
     const recovered: DirectiveRunRow[] = [];
     for (const left of this.runs.running()) {
       if (!abandoned(left, now) || !this.runs.takeOver(left, OWNER, now)) continue;
+      recovering.add(left.id);
+      try {
+        const closed = await this.undoInterrupted(left);
+        if (closed) recovered.push(closed);
+      } finally {
+        recovering.delete(left.id);
+      }
+    }
+    return recovered;
+  }
+
+  /** Undoes what an interrupted run recorded and closes it; null when someone else closed it first. */
+  private async undoInterrupted(left: RunningRun): Promise<DirectiveRunRow | null> {
+    {
       const undo = [...left.undo] as Undo[];
       const undone: string[] = [];
       const errors: string[] = [];
@@ -522,12 +550,11 @@ export class DirectiveEngine {
         `interrupted: the process running it (${left.owner ?? 'unknown'}) stopped; ` +
         (errors.length ? `rollback incomplete: ${errors.join('; ')}` : `${undone.length} change(s) undone`);
       const status = errors.length ? 'failed' : 'rolled_back';
-      this.runs.transition(left.id, 'running', status, Date.now(), { error, finished: true });
+      if (!this.runs.transition(left.id, 'running', status, Date.now(), { error, finished: true })) return null;
       this.store.appendAudit({ actor: 'kiwi', action: 'directive.interrupted', target: left.id, details: { directive: left.directive, owner: left.owner, status, undone } });
       log.warn(`directive run ${left.id} (${left.directive}) was left running by ${left.owner ?? 'a stopped process'}: ${error}`);
-      recovered.push(this.runs.get(left.id)!);
+      return this.runs.get(left.id);
     }
-    return recovered;
   }
 
   private recordPermission(decision: 'allow' | 'deny', principal: string, permission: string, tool: string, runId: string, directive: string): void {
@@ -690,10 +717,20 @@ export class DirectiveEngine {
 
   // ---------------------------------------------------------------- execute
 
-  private execute(run: DirectiveRunRow, frame: Frame, principal: string, tools: readonly ToolInfo[]): Promise<DirectiveRunRow> {
+  private execute(run: DirectiveRunRow, frame: Frame, principal: string, tools: readonly ToolInfo[], stop?: AbortSignal): Promise<DirectiveRunRow> {
     const controller = new AbortController();
+    const onStop = () => controller.abort(new Error(`interrupted: ${String((stop?.reason as Error | undefined)?.message ?? stop?.reason)}`));
+    if (stop?.aborted) onStop();
+    else stop?.addEventListener('abort', onStop, { once: true });
     this.runs.claim(run.id, OWNER, Date.now());
-    const done = this.executeRun(run, frame, principal, tools, controller.signal).finally(() => inFlight.delete(run.id));
+    // a live run moves updated_at, whatever its steps do, so no other host takes it for abandoned
+    const heartbeat = setInterval(() => this.runs.touch(run.id, OWNER, Date.now()), HEARTBEAT_MS);
+    heartbeat.unref();
+    const done = this.executeRun(run, frame, principal, tools, controller.signal).finally(() => {
+      clearInterval(heartbeat);
+      stop?.removeEventListener('abort', onStop);
+      inFlight.delete(run.id);
+    });
     inFlight.set(run.id, { store: this.store, controller, done });
     return done;
   }
@@ -716,6 +753,11 @@ export class DirectiveEngine {
     } catch (err) {
       failure = err as Error;
     }
+    if (failure instanceof RunTakenOver) {
+      // another process took it for abandoned and undid what it had recorded: leave the run to it
+      log.warn(`directive run ${run.id} (${run.directive}): ${failure.message}, which undid its recorded changes; stopped here`);
+      return this.runs.get(run.id)!;
+    }
     const cleanupErrors: string[] = [];
     if (failure) {
       cleanupErrors.push(...(await this.undoApplied(frame, state)));
@@ -736,7 +778,7 @@ export class DirectiveEngine {
       error = `finally: ${finallyErrors.join('; ')}`;
     }
     error = error === null ? null : (state.mask(error) as string);
-    this.runs.save(run.id, { status, steps: state.records, error, finished: true }, Date.now());
+    if (!this.runs.save(run.id, { status, steps: state.records, error, finished: true }, Date.now(), OWNER)) return this.runs.get(run.id)!;
     this.store.appendAudit({
       actor: principal,
       action: 'directive.finish',
@@ -786,7 +828,9 @@ export class DirectiveEngine {
       full.output = state.mask(boundOutput(full.output));
       full.error = full.error === null ? null : (state.mask(full.error) as string);
       state.records.push(full);
-      this.runs.save(state.run.id, { status: 'running', steps: state.records, error: null, finished: false }, Date.now());
+      if (!this.runs.save(state.run.id, { status: 'running', steps: state.records, error: null, finished: false }, Date.now(), OWNER)) {
+        throw new RunTakenOver(`run ${state.run.id} was taken over by another process`);
+      }
       return full;
     };
     const fail = (message: string, partial: Partial<StepRecord> = {}): never => {

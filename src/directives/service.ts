@@ -129,8 +129,8 @@ export class DirectiveService {
     return this.engine.run(request);
   }
 
-  approve(runId: string, approver: string, secretInputs?: Record<string, unknown>): Promise<RunView> {
-    return this.engine.approve(runId, approver, secretInputs);
+  approve(runId: string, approver: string, secretInputs?: Record<string, unknown>, signal?: AbortSignal): Promise<RunView> {
+    return this.engine.approve(runId, approver, secretInputs, signal);
   }
 
   reject(runId: string, principal: string, reason?: string): RunView {

@@ -105,10 +105,15 @@ export class DirectiveRunStore {
         "UPDATE directive_runs SET owner = @to, updated_at = @now WHERE id = @id AND status = 'running' AND owner IS @from AND updated_at = @seen",
       ),
       saveUndo: db.prepare('UPDATE directive_runs SET undo = @undo, updated_at = @now WHERE id = @id'),
+      touch: db.prepare("UPDATE directive_runs SET updated_at = @now WHERE id = @id AND status = 'running' AND owner = @owner"),
       running: db.prepare("SELECT id, directive, owner, requested_by, updated_at, undo FROM directive_runs WHERE status = 'running'"),
       save: db.prepare(
         `UPDATE directive_runs SET status = @status, steps = @steps, plan = coalesce(@plan, plan), error = @error,
            updated_at = @now, finished_at = @finished_at WHERE id = @id`,
+      ),
+      saveOwned: db.prepare(
+        `UPDATE directive_runs SET status = @status, steps = @steps, plan = coalesce(@plan, plan), error = @error,
+           updated_at = @now, finished_at = @finished_at WHERE id = @id AND status = 'running' AND owner = @owner`,
       ),
     };
   }
@@ -180,8 +185,19 @@ export class DirectiveRunStore {
     );
   }
 
-  save(id: string, update: { status: RunStatus; steps: unknown[]; plan?: unknown; error: string | null; finished: boolean }, now: number): void {
-    this.stmt.save.run({
+  /** Marks a running run alive (its heartbeat); false when `owner` no longer runs it. */
+  touch(id: string, owner: string, now: number): boolean {
+    return this.stmt.touch.run({ id, owner, now }).changes === 1;
+  }
+
+  /**
+   * Saves a run's progress or outcome. With `owner`, only while that process still runs it: false
+   * when another process took it over (and closed it), which the old owner must not overwrite.
+   */
+  save(id: string, update: { status: RunStatus; steps: unknown[]; plan?: unknown; error: string | null; finished: boolean }, now: number, owner?: string): boolean {
+    const statement = owner === undefined ? this.stmt.save : this.stmt.saveOwned;
+    return statement.run({
+      ...(owner === undefined ? {} : { owner }),
       id,
       status: update.status,
       steps: JSON.stringify(update.steps),
@@ -189,7 +205,7 @@ export class DirectiveRunStore {
       error: update.error,
       now,
       finished_at: update.finished ? now : null,
-    });
+    }).changes === 1;
   }
 
   list(filter: { directive?: string; status?: string }, limit: number, beforeCreated = Number.MAX_SAFE_INTEGER): DirectiveRunRow[] {
