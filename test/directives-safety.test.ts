@@ -12,15 +12,15 @@ import { runInNewContext } from 'node:vm';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DirectiveEngine } from '../src/directives/engine.js';
 import { DirectiveLibrary } from '../src/directives/library.js';
 import { formatDiagnostic } from '../src/directives/load.js';
-import { Policy, policySchema, type PolicyConfig } from '../src/directives/policy.js';
+import type { Policy } from '../src/directives/policy.js';
 import { validateDirective } from '../src/directives/validate.js';
 import { createKiwi, type Kiwi } from '../src/index.js';
 import { readSetting } from '../src/settings.js';
 import { AnomalyStore, type AnomalyFinding } from '../src/store/anomalies.js';
 import { Store } from '../src/store/store.js';
+import { ALL_PERMISSIONS, directiveSetup, policy, type DirectiveSetup } from './helpers/directives.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-directives-safety-');
@@ -31,31 +31,10 @@ afterEach(async () => {
   for (const k of kiwis.splice(0)) await k.close();
 });
 
-const ALL = ['read:metrics', 'write:settings', 'write:anomalies', 'write:events', 'net:webhook', 'execute:script', 'call:tool'] as const;
-
-function policy(config: Partial<Record<keyof PolicyConfig, unknown>> = {}): Policy {
-  return new Policy(policySchema.parse({ grants: { '*': ALL }, ...config }), 'test policy');
-}
-
-interface Setup {
-  dir: string;
-  store: Store;
-  directives: string;
-  scripts: string;
-  engine: DirectiveEngine;
-  write(name: string, yaml: string): void;
-}
+type Setup = DirectiveSetup;
 
 function setup(options: { policy?: Policy } = {}): Setup {
-  const dir = tempDir();
-  const directives = join(dir, 'directives');
-  const scripts = join(dir, 'scripts');
-  mkdirSync(directives);
-  mkdirSync(scripts);
-  const store = new Store(join(dir, 'kiwi.db'));
-  stores.push(store);
-  const engine = new DirectiveEngine({ store, library: new DirectiveLibrary(directives), scriptsDir: scripts, policy: options.policy ?? policy(), tools: null });
-  return { dir, store, directives, scripts, engine, write: (name, yaml) => writeFileSync(join(directives, `${name}.yaml`), yaml) };
+  return directiveSetup(tempDir(), (store) => stores.push(store), options);
 }
 
 function validate(s: Setup, name: string): string[] {
@@ -357,7 +336,7 @@ describe('approval', () => {
   });
 
   it('an approver not granted the destructive steps’ permissions is refused, audited, and the run keeps waiting', async () => {
-    const s = setup({ policy: policy({ grants: { '*': ['read:metrics'], 'cli:alice': ALL, 'cli:carol': ['read:metrics', 'write:settings'], 'cli:mallory': ['read:metrics'] } }) });
+    const s = setup({ policy: policy({ grants: { '*': ['read:metrics'], 'cli:alice': ALL_PERMISSIONS, 'cli:carol': ['read:metrics', 'write:settings'], 'cli:mallory': ['read:metrics'] } }) });
     s.write('d', `${head('d', '[read:metrics, write:settings]')}steps:\n  - action: settings.set\n    inputs: { key: retention.raw_days, value: 9 }\n`);
     const waiting = await s.engine.run({ directive: 'd', principal: 'cli:alice', mode: 'execute' });
     expect(waiting.status).toBe('awaiting_approval');

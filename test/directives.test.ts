@@ -1,16 +1,17 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DirectiveEngine } from '../src/directives/engine.js';
 import { DirectiveExpressions } from '../src/directives/expressions.js';
 import { DirectiveLibrary } from '../src/directives/library.js';
 import { formatDiagnostic, loadDirectiveText } from '../src/directives/load.js';
-import { Policy, policySchema, type PolicyConfig } from '../src/directives/policy.js';
-import type { CapabilityRegistry, ToolCaller } from '../src/directives/registry.js';
+import { Policy } from '../src/directives/policy.js';
+import type { ToolCaller } from '../src/directives/registry.js';
 import { validateDirective } from '../src/directives/validate.js';
 import { readSetting } from '../src/settings.js';
 import { Store } from '../src/store/store.js';
+import { directiveSetup, policy, type DirectiveSetup } from './helpers/directives.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-directives-');
@@ -19,56 +20,10 @@ afterEach(() => {
   for (const s of stores.splice(0)) s.close();
 });
 
-const ALL = ['read:metrics', 'write:settings', 'write:anomalies', 'write:events', 'net:webhook', 'execute:script', 'call:tool'] as const;
+type Setup = DirectiveSetup;
 
-function policy(config: Partial<Record<keyof PolicyConfig, unknown>> = {}): Policy {
-  return new Policy(policySchema.parse({ grants: { '*': ALL }, ...config }), 'test policy');
-}
-
-interface Setup {
-  dir: string;
-  store: Store;
-  directives: string;
-  scripts: string;
-  engine: DirectiveEngine;
-  write(name: string, yaml: string): string;
-  script(name: string, body: string): string;
-}
-
-function setup(options: { policy?: Policy; capabilities?: CapabilityRegistry; tools?: ToolCaller | null } = {}): Setup {
-  const dir = tempDir();
-  const directives = join(dir, 'directives');
-  const scripts = join(dir, 'scripts');
-  mkdirSync(directives);
-  mkdirSync(scripts);
-  const store = new Store(join(dir, 'kiwi.db'));
-  stores.push(store);
-  const engine = new DirectiveEngine({
-    store,
-    library: new DirectiveLibrary(directives),
-    scriptsDir: scripts,
-    policy: options.policy ?? policy(),
-    capabilities: options.capabilities,
-    tools: options.tools ?? null,
-    actionsDir: join(dir, 'actions'),
-  });
-  return {
-    dir,
-    store,
-    directives,
-    scripts,
-    engine,
-    write(name, yaml) {
-      const file = join(directives, `${name}.yaml`);
-      writeFileSync(file, yaml);
-      return file;
-    },
-    script(name, body) {
-      const file = join(scripts, name);
-      writeFileSync(file, body);
-      return file;
-    },
-  };
+function setup(options: Parameters<typeof directiveSetup>[2] = {}): Setup {
+  return directiveSetup(tempDir(), (store) => stores.push(store), options);
 }
 
 function validate(s: Setup, name: string): string[] {
