@@ -173,6 +173,14 @@ class StepFailed extends Error {
   }
 }
 
+/** Whom an action runs for: its directive, principal and run, and the run's masker of secret inputs. */
+interface ActionAs {
+  directive: string;
+  principal: string;
+  runId: string;
+  mask: (value: unknown) => unknown;
+}
+
 interface Frame {
   directive: DirectiveDefinition;
   expressions: DirectiveExpressions;
@@ -530,31 +538,16 @@ export class DirectiveEngine {
 
   /** Undoes what an interrupted run recorded and closes it; null when someone else closed it first. */
   private async undoInterrupted(left: RunningRun): Promise<DirectiveRunRow | null> {
-    {
-      const undo = [...left.undo] as Undo[];
-      const undone: string[] = [];
-      const errors: string[] = [];
-      while (undo.length) {
-        const change = undo.pop()!;
-        try {
-          const as = { directive: left.directive, principal: left.requested_by ?? 'kiwi', runId: left.id };
-          await withTimeout(DEFAULT_STEP_TIMEOUT_MS, (signal) => this.runActionAs(as, change.action, change.inputs, signal));
-          undone.push(change.description);
-          this.store.appendAudit({ actor: 'kiwi', action: 'directive.undo', target: left.id, details: { undo: change.description, inputs: change.inputs } });
-        } catch (err) {
-          errors.push(`${change.description}: ${(err as Error).message}`);
-        }
-        this.runs.saveUndo(left.id, undo, Date.now());
-      }
-      const error =
-        `interrupted: the process running it (${left.owner ?? 'unknown'}) stopped; ` +
-        (errors.length ? `rollback incomplete: ${errors.join('; ')}` : `${undone.length} change(s) undone`);
-      const status = errors.length ? 'failed' : 'rolled_back';
-      if (!this.runs.transition(left.id, 'running', status, Date.now(), { error, finished: true })) return null;
-      this.store.appendAudit({ actor: 'kiwi', action: 'directive.interrupted', target: left.id, details: { directive: left.directive, owner: left.owner, status, undone } });
-      log.warn(`directive run ${left.id} (${left.directive}) was left running by ${left.owner ?? 'a stopped process'}: ${error}`);
-      return this.runs.get(left.id);
-    }
+    const as = { directive: left.directive, principal: left.requested_by ?? 'kiwi', runId: left.id, mask: (value: unknown) => value };
+    const { undone, errors } = await this.undoChanges(as, 'kiwi', [...left.undo] as Undo[]);
+    const error =
+      `interrupted: the process running it (${left.owner ?? 'unknown'}) stopped; ` +
+      (errors.length ? `rollback incomplete: ${errors.join('; ')}` : `${undone.length} change(s) undone`);
+    const status = errors.length ? 'failed' : 'rolled_back';
+    if (!this.runs.transition(left.id, 'running', status, Date.now(), { error, finished: true })) return null;
+    this.store.appendAudit({ actor: 'kiwi', action: 'directive.interrupted', target: left.id, details: { directive: left.directive, owner: left.owner, status, undone } });
+    log.warn(`directive run ${left.id} (${left.directive}) was left running by ${left.owner ?? 'a stopped process'}: ${error}`);
+    return this.runs.get(left.id);
   }
 
   private recordPermission(decision: 'allow' | 'deny', principal: string, permission: string, tool: string, runId: string, directive: string): void {
@@ -992,7 +985,7 @@ export class DirectiveEngine {
   }
 
   private async runActionAs(
-    as: { directive: string; principal: string; runId: string; mask?: (value: unknown) => unknown },
+    as: ActionAs,
     name: string,
     inputs: Record<string, unknown>,
     signal: AbortSignal,
@@ -1010,44 +1003,62 @@ export class DirectiveEngine {
       runId: as.runId,
       directive: as.directive,
       signal,
-      mask: as.mask ?? ((v) => v),
+      mask: as.mask,
     };
     return action.run(ctx, parsed.data);
   }
 
   /** Applies the inverses of the changes made so far, newest first. Returns the errors. */
   private async undoApplied(frame: Frame, state: RunState): Promise<string[]> {
+    const as = { directive: frame.directive.name, principal: state.principal, runId: state.run.id, mask: state.mask };
+    const { errors } = await this.undoChanges(as, state.principal, state.applied, (undo, started, outcome, output, error) =>
+      state.records.push({
+        path: 'undo',
+        phase: 'undo',
+        name: undo.description,
+        kind: 'undo',
+        ref: undo.action,
+        item_index: null,
+        inputs: state.mask(undo.inputs),
+        output,
+        outcome,
+        error,
+        attempts: 1,
+        started_at: new Date(started).toISOString(),
+        duration_ms: Date.now() - started,
+      }),
+    );
+    return errors;
+  }
+
+  /**
+   * Applies the inverses in `changes`, newest first, popping each and storing what is left once it
+   * was tried (so a process that stops here leaves the rest to recoverInterrupted); each undo is
+   * audited, and reported to `each` when given.
+   */
+  private async undoChanges(
+    as: ActionAs,
+    auditActor: string,
+    changes: Undo[],
+    each?: (undo: Undo, started: number, outcome: 'ok' | 'failed', output: unknown, error: string | null) => void,
+  ): Promise<{ undone: string[]; errors: string[] }> {
+    const undone: string[] = [];
     const errors: string[] = [];
-    while (state.applied.length) {
-      const undo = state.applied.pop()!;
-      this.runs.saveUndo(state.run.id, state.applied, Date.now());
+    while (changes.length) {
+      const undo = changes.pop()!;
       const started = Date.now();
-      const record = (outcome: 'ok' | 'failed', output: unknown, error: string | null) =>
-        state.records.push({
-          path: 'undo',
-          phase: 'undo',
-          name: undo.description,
-          kind: 'undo',
-          ref: undo.action,
-          item_index: null,
-          inputs: state.mask(undo.inputs),
-          output,
-          outcome,
-          error,
-          attempts: 1,
-          started_at: new Date(started).toISOString(),
-          duration_ms: Date.now() - started,
-        });
       try {
-        const result = await withTimeout(DEFAULT_STEP_TIMEOUT_MS, (signal) => this.runAction(frame, state, undo.action, undo.inputs, signal));
-        record('ok', state.mask(result.output), null);
-        this.store.appendAudit({ actor: state.principal, action: 'directive.undo', target: state.run.id, details: { undo: undo.description, inputs: state.mask(undo.inputs) } as Record<string, unknown> });
+        const result = await withTimeout(DEFAULT_STEP_TIMEOUT_MS, (signal) => this.runActionAs(as, undo.action, undo.inputs, signal));
+        undone.push(undo.description);
+        each?.(undo, started, 'ok', as.mask(result.output), null);
+        this.store.appendAudit({ actor: auditActor, action: 'directive.undo', target: as.runId, details: { undo: undo.description, inputs: as.mask(undo.inputs) } as Record<string, unknown> });
       } catch (err) {
         errors.push(`${undo.description}: ${(err as Error).message}`);
-        record('failed', null, (err as Error).message);
+        each?.(undo, started, 'failed', null, (err as Error).message);
       }
+      this.runs.saveUndo(as.runId, changes, Date.now());
     }
-    return errors;
+    return { undone, errors };
   }
 }
 
