@@ -54,14 +54,22 @@ export async function interruptRuns(reason: string, options: { store?: Store; wa
   const waitMs = options.waitMs ?? 30_000;
   const runs = [...inFlight.values()].filter((r) => options.store === undefined || r.store === options.store);
   for (const run of runs) run.controller.abort(new Error(`interrupted: ${reason}`));
+  await firstOf(Promise.allSettled(runs.map((r) => r.done)), waitMs);
+  return runs.length;
+}
+
+/** The promise's value if it settles within `ms`, else null (it goes on; the wait keeps no process alive). */
+export async function firstOf<T>(promise: Promise<T>, ms: number): Promise<T | null> {
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, waitMs);
+  const late = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
     timer.unref();
   });
-  await Promise.race([Promise.allSettled(runs.map((r) => r.done)), deadline]);
-  clearTimeout(timer);
-  return runs.length;
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Runs this process is recovering (recoverInterrupted), so a second call does not take them over again. */

@@ -8,7 +8,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ResourceTemplate, type McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { RunView, PlannedStep, StepRecord } from '../../directives/engine.js';
+import { firstOf, type RunView, type PlannedStep, type StepRecord } from '../../directives/engine.js';
 import { formatDiagnostic } from '../../directives/load.js';
 import type { Policy } from '../../directives/policy.js';
 import { capabilitiesWithToolFallback, type CapabilityRegistry, type ToolCaller, type ToolInfo } from '../../directives/registry.js';
@@ -539,15 +539,4 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
     previousOnClose?.();
   };
   return service;
-}
-
-/** The promise's value if it settles within `ms`, else null (it goes on). */
-async function firstOf<T>(promise: Promise<T>, ms: number): Promise<T | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)));
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
