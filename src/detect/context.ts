@@ -74,6 +74,11 @@ export function countHealed(count: number, hours: number, anomalyPerHour: number
   return poissonLowerTail(count, ((anomalyPerHour + usualPerHour) / 2) * hours) < HEALED_P;
 }
 
+/** Where the window's evidence that an anomaly is over starts: after it was last seen. */
+export function sinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): number {
+  return Math.max(ctx.windowStart, (anomaly.end_ts ?? anomaly.start_ts) + 1);
+}
+
 /** A number the check stored in an anomaly's evidence (at a dotted path), or null. */
 export function evidenceNumber(anomaly: Anomaly, path: string): number | null {
   let value: unknown = anomaly.evidence;

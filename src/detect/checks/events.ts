@@ -6,7 +6,6 @@ import { poissonUpperTail } from '../../stats/distributions.js';
 import { toSignificant } from '../../stats/precision.js';
 import { median } from '../../stats/robust.js';
 import type { ConnectionRow, DecisionRow } from '../../store/detect.js';
-import type { Anomaly } from '../../store/anomalies.js';
 import {
   clock,
   countHealed,
@@ -14,6 +13,7 @@ import {
   evidenceNumber,
   rateHealed,
   scoreOfP,
+  sinceLastSeen,
   severityFor,
   smoothedRate,
   type Check,
@@ -101,11 +101,6 @@ export const permissionSpike: Check = {
     return rateHealed(since.filter((d) => d.denied).length, since.length, rate, usual);
   },
 };
-
-/** Where the window's evidence that an anomaly is over starts: after it was last seen. */
-function sinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): number {
-  return Math.max(ctx.windowStart, (anomaly.end_ts ?? anomaly.start_ts) + 1);
-}
 
 function denialPatterns(denied: DecisionRow[], total: number) {
   return [...groupBy(denied, (d) => `${d.principal}\u0000${d.tool}\u0000${d.permission}`).values()]

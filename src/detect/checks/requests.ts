@@ -17,6 +17,7 @@ import {
   formatMs,
   rateHealed,
   scoreOfP,
+  sinceLastSeen,
   severityFor,
   smoothedRate,
   type Check,
@@ -116,7 +117,7 @@ export const latencySpike: Check = {
 
 /** The component's requests in the window after the anomaly was last seen: what says whether it is over. */
 function requestsSinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): RequestRow[] {
-  return ctx.reads.requests(anomaly.component, Math.max(ctx.windowStart, (anomaly.end_ts ?? anomaly.start_ts) + 1), ctx.now);
+  return ctx.reads.requests(anomaly.component, sinceLastSeen(ctx, anomaly), ctx.now);
 }
 
 export const errorSpike: Check = {
