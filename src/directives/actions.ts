@@ -127,15 +127,17 @@ function applySetting(ctx: ActionContext, key: string, component: string | undef
   };
 }
 
-/** JSON with every object's keys sorted: values equal but for key order compare equal. */
+/** JSON with every object's keys sorted, so values equal but for key order compare equal. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
 function sameValue(a: unknown, b: unknown): boolean {
-  const canonical = (value: unknown) =>
-    JSON.stringify(value ?? null, (_k, v: unknown) =>
-      v !== null && typeof v === 'object' && !Array.isArray(v)
-        ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
-        : v,
-    );
-  return canonical(a) === canonical(b);
+  return canonicalJson(a ?? null) === canonicalJson(b ?? null);
 }
 
 function changedBy(actor: string | null | undefined, ts: number | null | undefined): string {

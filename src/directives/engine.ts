@@ -12,7 +12,7 @@ import { normaliseRecord } from '../ingest/records.js';
 import { log } from '../log.js';
 import { DirectiveRunStore, isUniqueViolation, type DirectiveRunRow, type RunningRun, type RunStatus } from '../store/directives.js';
 import type { Store } from '../store/store.js';
-import { ACTIONS, type ActionContext, type ActionResult, type Undo } from './actions.js';
+import { ACTIONS, canonicalJson, type ActionContext, type ActionResult, type Undo } from './actions.js';
 import { parseDurationText } from './duration.js';
 import { DirectiveExpressions, hasTemplate, type ExpressionContext } from './expressions.js';
 import type { DirectiveLibrary } from './library.js';
@@ -1157,15 +1157,6 @@ export function resolveInputs(directive: DirectiveDefinition, given: Record<stri
     out[name] = value;
   }
   return out;
-}
-
-/** JSON with every object's keys sorted, so values equal but for key order compare equal. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
 }
 
 /** Replaces secret input values wherever they appear (inputs, outputs, errors). */

@@ -19,7 +19,6 @@ import {
   type Check,
   type CheckFinding,
   type CheckOutput,
-  type DetectionContext,
 } from '../context.js';
 
 const MIN_BASELINE_DECISIONS = 30;
