@@ -4,11 +4,11 @@
  */
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ANOMALY_TYPES } from '../src/detect/context.js';
 import { createKiwi, type Kiwi } from '../src/index.js';
 import { AnomalyStore, type AnomalyFinding } from '../src/store/anomalies.js';
+import { connectInProcess } from './helpers/mcp.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-anomaly-tools-');
@@ -46,10 +46,7 @@ const finding = (over: Partial<AnomalyFinding> = {}): AnomalyFinding => ({
 async function setup(): Promise<{ kiwi: Kiwi; client: Client; anomalies: AnomalyStore }> {
   const kiwi = createKiwi({ db: join(tempDir(), 'kiwi.db'), selfTelemetry: false });
   opened.push(kiwi);
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await kiwi.server.connect(serverSide);
-  const client = new Client({ name: 'anomaly-tools-test', version: '0.0.0' });
-  await client.connect(clientSide);
+  const client = await connectInProcess(kiwi.server, 'anomaly-tools-test');
   const ingest = await client.callTool({
     name: 'ingest_telemetry',
     arguments: { records: [{ type: 'metric', ts: T0, name: 'process.memory.usage', component: 'mcp-search', value: 1 }] },

@@ -5,8 +5,6 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { describe, expect, it } from 'vitest';
 import { Policy } from '../src/directives/policy.js';
 import { DirectiveService } from '../src/directives/service.js';
@@ -16,6 +14,7 @@ import { DirectiveRunStore, type DirectiveRunRow } from '../src/store/directives
 import { Store } from '../src/store/store.js';
 import { startCli, waitForExit } from './helpers/cli.js';
 import { pollUntil } from './helpers/poll.js';
+import { connectInProcess } from './helpers/mcp.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-interrupted-');
@@ -64,10 +63,7 @@ describe('directive runs interrupted', () => {
     const s = setup();
     const kiwi = createKiwi({ db: s.db, selfTelemetry: false, policy: s.policy, directivesDir: s.directives, directiveAnswerWithinMs: 300 });
     const defaultDays = readSetting(kiwi.store, 'retention.raw_days');
-    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-    await kiwi.server.connect(serverSide);
-    const client = new Client({ name: 'agent', version: '1.0.0' });
-    await client.connect(clientSide);
+    const client = await connectInProcess(kiwi.server, 'agent');
 
     const answer = await client.callTool({ name: 'run_directive', arguments: { name: 'slow_change', mode: 'execute', approve: true } });
     const run = answer.structuredContent as { id: string; status: string; next: string; steps: { name: string; outcome: string }[] };
@@ -139,10 +135,7 @@ describe('directive runs interrupted', () => {
   it('a run another host took over for abandoned is left to it: the old owner stops without writing over it', async () => {
     const s = setup();
     const kiwi = createKiwi({ db: s.db, selfTelemetry: false, policy: s.policy, directivesDir: s.directives, directiveAnswerWithinMs: 200 });
-    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-    await kiwi.server.connect(serverSide);
-    const client = new Client({ name: 'agent', version: '1.0.0' });
-    await client.connect(clientSide);
+    const client = await connectInProcess(kiwi.server, 'agent');
     const answer = await client.callTool({ name: 'run_directive', arguments: { name: 'slow_change', mode: 'execute', approve: true } });
     const id = (answer.structuredContent as { id: string }).id;
     // as another host sees it: an owner it cannot check, silent for 31 minutes

@@ -9,8 +9,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DirectiveLibrary } from '../src/directives/library.js';
 import { formatDiagnostic } from '../src/directives/load.js';
@@ -21,6 +19,7 @@ import { readSetting } from '../src/settings.js';
 import { AnomalyStore, type AnomalyFinding } from '../src/store/anomalies.js';
 import { Store } from '../src/store/store.js';
 import { ALL_PERMISSIONS, directiveSetup, policy, type DirectiveSetup } from './helpers/directives.js';
+import { connectInProcess } from './helpers/mcp.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-directives-safety-');
@@ -322,10 +321,7 @@ describe('approval', () => {
       evidence: {},
       suggested_action: null,
     });
-    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-    await kiwi.server.connect(serverSide);
-    const client = new Client({ name: 'safety-agent', version: '0.0.0' });
-    await client.connect(clientSide);
+    const client = await connectInProcess(kiwi.server, 'safety-agent');
     const result = await client.callTool({ name: 'run_directive', arguments: { name: 'close', inputs: { id: anomaly.id }, mode: 'execute' } });
     expect(result.isError).not.toBe(true);
     const run = result.structuredContent as { status: string; plan: { ref: string; destructive: boolean; reversible: boolean }[] };

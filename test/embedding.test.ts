@@ -4,13 +4,13 @@
  */
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createKiwi, type Kiwi } from '../src/index.js';
 import type { StoredSpan } from '../src/store/store.js';
 import { Store } from '../src/store/store.js';
 import { pollUntil } from './helpers/poll.js';
+import { connectInProcess } from './helpers/mcp.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-embedding-');
@@ -26,12 +26,8 @@ function open(options: Parameters<typeof createKiwi>[0]): Kiwi {
   return kiwi;
 }
 
-async function connect(server: Kiwi['server']): Promise<Client> {
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await server.connect(serverSide);
-  const client = new Client({ name: 'embedding-test', version: '0.0.0' });
-  await client.connect(clientSide);
-  return client;
+function connect(server: Kiwi['server']): Promise<Client> {
+  return connectInProcess(server, 'embedding-test');
 }
 
 type ToolResult = Awaited<ReturnType<Client['callTool']>>;

@@ -1,9 +1,9 @@
 /** get_trace and search_events' trace_id: the trace ids anomalies and root-cause answers show lead somewhere. */
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createKiwi, type Kiwi } from '../src/index.js';
+import { connectInProcess } from './helpers/mcp.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-trace-');
@@ -19,10 +19,7 @@ const textOf = (r: ToolResult) => (r.content as { text: string }[])[0]!.text;
 describe('traces', () => {
   it('get_trace shows a trace as a call tree with its events; search_events finds the events of one trace', async () => {
     kiwi = createKiwi({ db: join(tempDir(), 'kiwi.db'), selfTelemetry: false });
-    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-    await kiwi.server.connect(serverSide);
-    const client = new Client({ name: 'agent', version: '1.0.0' });
-    await client.connect(clientSide);
+    const client = await connectInProcess(kiwi.server, 'agent');
 
     const t = Date.now() - 10 * 60_000;
     const span = (trace: string, id: string, parent: string | null, component: string, start: number, duration: number, status = 'ok') => ({
