@@ -268,14 +268,12 @@ export class Store {
         'SELECT duration_ms, status FROM spans WHERE component = ? AND start_ts >= ? AND start_ts < ?',
       ).raw(),
       auditInsert: db.prepare('INSERT INTO audit (ts, actor, action, target, details) VALUES (?, ?, ?, ?, ?)'),
-      auditList: db.prepare(`SELECT * FROM audit WHERE id < ? ORDER BY id DESC ${LIMIT_PARAM}`),
       auditFiltered: db.prepare(
         `SELECT * FROM audit WHERE id < @before
            AND (@action IS NULL OR action = @action OR substr(action, 1, length(@prefix)) = @prefix)
            AND (@target IS NULL OR target = @target) AND (@actor IS NULL OR actor = @actor) AND ts >= @since
          ORDER BY id DESC LIMIT @limit`,
       ),
-      auditLatest: db.prepare('SELECT actor, ts FROM audit WHERE action = ? AND target = ? ORDER BY id DESC LIMIT 1'),
       settingGet: db.prepare('SELECT key, value, updated_at, updated_by FROM settings WHERE key = ?'),
       settingAll: db.prepare('SELECT key, value, updated_at, updated_by FROM settings ORDER BY key'),
       settingUpsert: db.prepare(
@@ -582,12 +580,12 @@ export class Store {
 
   /** Who last did `action` to `target`, and when; null when nobody has. */
   latestAudit(action: string, target: string): { actor: string; ts: number } | null {
-    return (this.stmt.auditLatest.get(action, target) as { actor: string; ts: number } | undefined) ?? null;
+    const [latest] = this.searchAudit({ action, target }, 1);
+    return latest ? { actor: latest.actor, ts: latest.ts } : null;
   }
 
   listAudit(limit: number, beforeId = Number.MAX_SAFE_INTEGER): AuditEntry[] {
-    const rows = this.stmt.auditList.all(beforeId, limit) as (Omit<AuditEntry, 'details'> & { details: string })[];
-    return rows.map((r) => ({ ...r, details: JSON.parse(r.details) as Attributes }));
+    return this.searchAudit({}, limit, beforeId);
   }
 
   /**
