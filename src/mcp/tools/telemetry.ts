@@ -391,7 +391,9 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
       const ids = new Set(kept.map((s) => s.span_id));
       for (const span of kept) {
         const parent = span.parent_id !== null && ids.has(span.parent_id) ? span.parent_id : null;
-        children.set(parent, [...(children.get(parent) ?? []), span]);
+        const siblings = children.get(parent);
+        if (siblings) siblings.push(span);
+        else children.set(parent, [span]);
       }
       const ordered: { span: (typeof kept)[number]; depth: number }[] = [];
       const visit = (parent: string | null, depth: number) => {
