@@ -14,6 +14,7 @@ import { LineStdioTransport } from './mcp/stdio.js';
 import { pruneByRetention, SETTINGS, writeSetting, readSetting, isSettingKey, type SettingKey } from './settings.js';
 import { resolveDbPath } from './store/database.js';
 import { Store } from './store/store.js';
+import { mcpServers, remedyForAnomaly, suggestionText } from './remedies.js';
 import { iso, parseDuration, parseTimeInput } from './time.js';
 import { runDemo } from './cli/demo.js';
 import { scoreCsvFile } from './detect/csv.js';
@@ -511,9 +512,10 @@ async function detect(values: Values): Promise<number> {
       return 0;
     }
     process.stdout.write(`${result.anomalies.length} anomalies in ${iso(result.window.from)} .. ${iso(result.window.to)}\n`);
+    const isMcpServer = mcpServers(store);
     for (const a of result.anomalies) {
       process.stdout.write(`${a.new ? 'NEW ' : ''}${a.severity.toUpperCase()} ${a.type} ${a.component} [${a.id}]: ${a.description}` +
-        `${a.suggested_action ? ` -> ${a.suggested_action}` : ''}\n`);
+        `${suggestedLine(a, isMcpServer)}\n`);
     }
     for (const a of result.resolved) process.stdout.write(`resolved ${a.type} ${a.component} [${a.id}]\n`);
     for (const a of result.unconfirmed) process.stdout.write(`still open, too little data since to tell it is over: ${a.type} ${a.component} [${a.id}]\n`);
@@ -782,4 +784,9 @@ if (isEntryPoint(import.meta.url)) {
       process.exitCode = 1;
     },
   );
+}
+
+function suggestedLine(anomaly: { id: string; type: string; component: string }, isMcpServer: (component: string) => boolean): string {
+  const remedy = remedyForAnomaly(anomaly, isMcpServer);
+  return remedy ? ` -> ${suggestionText(remedy)}` : '';
 }

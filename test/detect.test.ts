@@ -64,7 +64,8 @@ describe('latency_spike', () => {
     expect(Math.abs(anomaly.start_ts - onset)).toBeLessThanOrEqual(2 * MIN);
     expect(anomaly.evidence.factor).toBeGreaterThan(3.5);
     expect((anomaly.evidence.affected_requests as { trace_id: string }[]).length).toBe(10);
-    expect(anomaly.suggested_action).toBe('auto_heal_anomaly');
+    // no MCP connection of mcp-search is stored, so there is no server timeout to raise (test/suggestions.test.ts has one)
+    expect(anomaly.suggested_action).toBeNull();
     store.close();
   });
 

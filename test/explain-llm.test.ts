@@ -84,7 +84,6 @@ describe('the Anthropic API through the real SDK', () => {
     expect(result.narrative).toEqual({
       root_cause: 'svc-2 saturates its CPU after workers went from 8 to 64',
       next_steps: ['Roll back policy.version to v41', 'Check the reviewer threads that failed'],
-      recommended_directive: 'revert policy.version to v41',
       confidence: 0.8,
     });
     expect(result.fallbacks).toEqual(['sampling: no connected client that offers it']);
@@ -97,7 +96,7 @@ describe('the Anthropic API through the real SDK', () => {
     expect(request.body.max_tokens).toBe(1024);
     expect(request.body.system).toMatch(/site-reliability engineer/);
     expect(request.body.output_config?.format?.type).toBe('json_schema');
-    expect(request.body.output_config?.format?.schema?.required).toEqual(['root_cause', 'next_steps', 'recommended_directive', 'confidence']);
+    expect(request.body.output_config?.format?.schema?.required).toEqual(['root_cause', 'next_steps', 'confidence']);
     const sent = JSON.stringify(request.body);
     expect(sent).toContain('svc-2');
     expect(sent).toContain('workers changed from 8 to 64');
@@ -123,7 +122,7 @@ describe('the Anthropic API through the real SDK', () => {
   });
 
   it('falls back when the answer does not match the schema, or the body is not JSON', async () => {
-    replies = [{ text: JSON.stringify({ root_cause: 'x', next_steps: 'do things', recommended_directive: null, confidence: 0.5 }) }];
+    replies = [{ text: JSON.stringify({ root_cause: 'x', next_steps: 'do things', confidence: 0.5 }) }];
     const schemaMismatch = await explainSymptom(store, input, { env: env() });
     expect(schemaMismatch.source).toBe('deterministic');
     expect(schemaMismatch.fallbacks[1]).toMatch(/^anthropic: the answer does not match the schema: next_steps/);

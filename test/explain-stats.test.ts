@@ -153,7 +153,7 @@ describe('redaction', () => {
 });
 
 describe('parsing the narrative an LLM returns', () => {
-  const good = { root_cause: 'x broke', next_steps: ['roll back'], recommended_directive: null, confidence: 0.7 };
+  const good = { root_cause: 'x broke', next_steps: ['roll back'], confidence: 0.7 };
 
   it('accepts the JSON object, bare or in a code fence or with prose around it', () => {
     expect(parseNarrative(JSON.stringify(good))).toEqual(good);

@@ -261,7 +261,9 @@ describe('context and what leaves Kiwi', () => {
     expect(explained.fallbacks).toEqual(['sampling: no connected client that offers it', 'anthropic: ANTHROPIC_API_KEY is not set']);
     expect(explained.narrative.root_cause).toContain('agent-coder is the most likely root cause');
     expect(explained.narrative.next_steps.some((s) => s.includes('deploy'))).toBe(true);
-    expect(explained.narrative.recommended_directive).toContain('roll back the deploy of agent-coder');
+    expect(explained.narrative.next_steps[0]).toMatch(/^Review the deploy of agent-coder .*roll it back/);
+    // a deploy is rolled back by a person: no directive acts on it
+    expect(explained.suggested_action).toBeNull();
   });
 });
 

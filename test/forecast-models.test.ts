@@ -367,7 +367,8 @@ describe('latency forecast', () => {
     const rising = (t: number) => (t > T0 + 23 * HOUR ? 200 : 100);
     const { forecast } = forecastLatency({ component: 'svc', buckets: buckets(24, rising), horizonHours: 1, spikeFactor: 1.05 });
     expect(forecast.latency!.spike_probability).toBeGreaterThan(0.5);
-    expect(forecast.suggested_action?.directive).toBe('auto_heal_anomaly');
+    // auto_heal_anomaly heals a spike detection confirms; none has happened yet
+    expect(forecast.suggested_action).toBeNull();
   });
 
   it('refuses with less than 12 hours of requests', () => {
@@ -462,7 +463,8 @@ describe('error budget forecast', () => {
     expect(b.hours_to_exhaustion!.lower!).toBeLessThan(2);
     expect(b.hours_to_exhaustion!.upper!).toBeGreaterThan(2);
     expect(b.will_exhaust).toBe(true);
-    expect(forecast.suggested_action?.directive).toBe('auto_heal_anomaly');
+    // no directive stops errors by itself
+    expect(forecast.suggested_action).toBeNull();
   });
 
   it('widens a quiet hour back to the 30th latest request, and refuses when a day holds fewer', () => {

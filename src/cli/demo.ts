@@ -148,12 +148,10 @@ export async function runDemo(options: DemoOptions): Promise<{ code: number; out
   try {
     // 1. what is wrong
     const detection = (await call('detect_anomalies', {}, 16)).structuredContent!;
-    const detected = (detection.anomalies as { id: string; type: string; component: string; severity: string }[]).map(({ id, type, component, severity }) => ({
-      id,
-      type,
-      component,
-      severity,
-    }));
+    type Suggested = { directive: string; inputs: Structured } | null;
+    const detected = (detection.anomalies as { id: string; type: string; component: string; severity: string; suggested_action: Suggested }[]).map(
+      ({ id, type, component, severity, suggested_action }) => ({ id, type, component, severity, suggested_action }),
+    );
 
     // 2. why: one root-cause analysis per injected incident's anomaly
     const incidents: DemoOutcome['incidents'] = [];
@@ -197,11 +195,12 @@ export async function runDemo(options: DemoOptions): Promise<{ code: number; out
     // hours_to_oom is counted from the worker's latest data point: the end of the week seen
     const oom = { forecast_hours: forecastHours, true_hours: trueHours, error: forecastHours === null ? null : (forecastHours - trueHours) / trueHours };
 
-    // 4. act: heal the latency spike on mcp-search
-    const latency = incidents.find((i) => i.type === 'latency_spike');
-    const directiveInputs = { anomaly_type: 'latency_spike', component: 'mcp-search', anomaly_id: latency?.anomaly_id ?? '', verify_delay: '5s' };
-    const planned = (await call('run_directive', { name: 'auto_heal_anomaly', inputs: directiveInputs }, 12)).structuredContent!;
-    const executing = (await call('run_directive', { name: 'auto_heal_anomaly', inputs: directiveInputs, mode: 'execute' }, 6)).structuredContent!;
+    // 4. act: run what detection suggests for the latency spike on mcp-search (with a short verify delay for the demo)
+    const suggested = detected.find((a) => a.type === 'latency_spike' && a.component === 'mcp-search')?.suggested_action ?? null;
+    if (!suggested) throw new Error('demo: no directive is suggested for the latency spike on mcp-search');
+    const directiveInputs = { ...suggested.inputs, verify_delay: '5s' };
+    const planned = (await call('run_directive', { name: suggested.directive, inputs: directiveInputs }, 12)).structuredContent!;
+    const executing = (await call('run_directive', { name: suggested.directive, inputs: directiveInputs, mode: 'execute' }, 6)).structuredContent!;
     const runId = String(executing.id);
     const timeoutBefore = readSetting(store, 'mcp.timeout_ms')['mcp-search'] ?? null;
 

@@ -31,7 +31,7 @@ export interface DetectionContext {
 }
 
 /** A finding plus the size of the effect, which false-positive feedback compares. */
-export interface CheckFinding extends AnomalyFinding {
+export interface CheckFinding extends Omit<AnomalyFinding, 'suggested_action'> {
   /** A check-specific size of the effect (a factor, a ratio, a z): larger is more anomalous. */
   magnitude: number;
 }

@@ -3,6 +3,7 @@
  * it finds (an ongoing anomaly is updated, not duplicated), and closes the open anomalies a check
  * judged again and no longer sees.
  */
+import { mcpServers, remedyForAnomaly } from '../remedies.js';
 import { readSetting } from '../settings.js';
 import { AnomalyStore, type Anomaly } from '../store/anomalies.js';
 import { DetectionReads } from '../store/detect.js';
@@ -99,6 +100,7 @@ export function detectAnomalies(store: Store, options: DetectOptions = {}): Dete
   };
   const examined = new Set<string>();
   const seen = new Set<string>();
+  const isMcpServer = mcpServers(store);
 
   for (const check of CHECKS) {
     if (wanted && !check.types.some((t) => wanted.has(t))) continue;
@@ -115,7 +117,8 @@ export function detectAnomalies(store: Store, options: DetectOptions = {}): Dete
         continue;
       }
       const { magnitude, ...rest } = finding;
-      const { anomaly, created } = anomalies.record({ ...rest, evidence: { ...rest.evidence, magnitude } }, now);
+      const suggested = remedyForAnomaly({ id: null, type: rest.type, component: rest.component }, isMcpServer)?.directive ?? null;
+      const { anomaly, created } = anomalies.record({ ...rest, evidence: { ...rest.evidence, magnitude }, suggested_action: suggested }, now);
       result.anomalies.push({ ...anomaly, new: created });
       found++;
     }

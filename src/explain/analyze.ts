@@ -1,5 +1,6 @@
 /** Deterministic root-cause analysis: the symptom's windows, every signal, the ranking, the context. */
 import { SELF_COMPONENT } from '../ingest/self.js';
+import { mcpServers } from '../remedies.js';
 import { ExplainQueries } from '../store/explain.js';
 import type { Store } from '../store/store.js';
 import { spanSignals, type SpanAnalysis } from './calls.js';
@@ -8,6 +9,7 @@ import { changesBefore, eventSignals } from './events.js';
 import { chooseBucketMs, Grid } from './grid.js';
 import { metricSignals } from './metrics.js';
 import { rankCandidates, symptomOnset } from './rank.js';
+import { remedyForCause } from './remedy.js';
 import { redact } from './redact.js';
 import { isDerivedMetric, isSelfSymptom, resolveSymptom } from './symptom.js';
 import type { Analysis, Symptom, SymptomInput } from './types.js';
@@ -79,6 +81,7 @@ export function analyzeRootCause(store: Store, input: SymptomInput, options: Ana
       error_events: events.errorEventCount,
       components: components.size,
     },
+    suggested_action: remedyForCause(symptom, candidates[0], mcpServers(store)),
     notes,
     elapsed_ms: performance.now() - started,
   };

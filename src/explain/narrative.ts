@@ -1,11 +1,12 @@
 /**
  * The narrative: what an LLM is shown (a bounded, redacted brief of the ranked evidence), what
- * it must answer (JSON with root_cause, next_steps, recommended_directive, confidence), and the
+ * it must answer (JSON with root_cause, next_steps, confidence), and the
  * deterministic summary written when no LLM is reachable or its answer is unusable.
  */
 import { z } from 'zod';
 import { iso } from '../time.js';
 import { redact } from './redact.js';
+import { grownMemory } from './remedy.js';
 import { MOVED_Z, round3 } from './strength.js';
 import type { Analysis, Candidate, Narrative } from './types.js';
 
@@ -14,7 +15,6 @@ export const NARRATIVE_LIMITS = {
   rootCauseChars: 2000,
   steps: 8,
   stepChars: 500,
-  directiveChars: 500,
   maxTokens: 1024,
 } as const;
 
@@ -22,7 +22,6 @@ export const narrativeSchema = z
   .object({
     root_cause: z.string().trim().min(1).max(NARRATIVE_LIMITS.rootCauseChars),
     next_steps: z.array(z.string().trim().min(1).max(NARRATIVE_LIMITS.stepChars)).min(1).max(NARRATIVE_LIMITS.steps),
-    recommended_directive: z.string().trim().max(NARRATIVE_LIMITS.directiveChars).nullable(),
     confidence: z.number().min(0).max(1),
   })
   .strict();
@@ -31,14 +30,10 @@ export const narrativeSchema = z
 export const NARRATIVE_JSON_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['root_cause', 'next_steps', 'recommended_directive', 'confidence'],
+  required: ['root_cause', 'next_steps', 'confidence'],
   properties: {
     root_cause: { type: 'string', description: 'One or two sentences: which component and what change or fault, with the evidence.' },
     next_steps: { type: 'array', items: { type: 'string' }, description: 'Concrete checks or actions, most useful first (1-8).' },
-    recommended_directive: {
-      type: ['string', 'null'],
-      description: 'A Kiwi directive action that would mitigate it (e.g. settings.set mcp.circuit_breaker {"mcp-github": "open"}), or null.',
-    },
     confidence: { type: 'number', description: 'How sure, 0..1, given the evidence.' },
   },
 } as const;
@@ -49,9 +44,8 @@ export const SYSTEM_PROMPT =
   'Explain it: name the most likely root cause and why, citing the evidence (how far it moved from its baseline, when ' +
   'it started relative to the symptom, changes just before). Do not invent facts beyond the evidence; if the evidence ' +
   'is weak, say so and lower the confidence. Answer with one JSON object only, no prose around it, with exactly these ' +
-  'keys: root_cause (string), next_steps (array of 1-8 strings), recommended_directive (string or null: a Kiwi ' +
-  'directive action such as `settings.set mcp.circuit_breaker {"<server>": "open"}` or `settings.set mcp.timeout_ms ' +
-  '{"<server>": 30000}`, or a rollback to perform), confidence (number 0..1).';
+  'keys: root_cause (string), next_steps (array of 1-8 strings: checks or actions, such as a rollback to perform or ' +
+  'the Kiwi directive in the evidence\'s directive_that_acts), confidence (number 0..1).';
 
 function candidateBrief(c: Candidate) {
   const e = c.evidence;
@@ -84,6 +78,7 @@ export function buildBrief(analysis: Analysis): string {
       baseline: `${iso(s.baseline_start)} .. ${iso(s.baseline_end)}`,
     },
     candidates: analysis.candidates.map(candidateBrief),
+    directive_that_acts: analysis.suggested_action,
     new_or_grown_error_signatures: analysis.context.signatures,
     changes_shortly_before: analysis.context.changes,
     mcp_status: analysis.context.mcp_status,
@@ -147,7 +142,6 @@ export function deterministicNarrative(analysis: Analysis): Narrative {
         'Widen the window or give an explicit baseline (baseline_start, baseline_end) that is known to be normal.',
         'Check that the affected components send telemetry (get_system_health, list_series).',
       ],
-      recommended_directive: null,
       confidence: 0,
     };
   }
@@ -161,28 +155,27 @@ export function deterministicNarrative(analysis: Analysis): Narrative {
   if (second) parts.push(`Next candidate: ${second.component} (score ${second.score}, ${second.metric}).`);
 
   const steps: string[] = [];
-  let directive: string | null = null;
   const change = e.changes[0];
   if (change) {
-    steps.push(`Review the ${change.kind} on ${top.component} at ${change.at} (${change.message}); revert it if it was not intended.`);
-    directive = change.kind === 'deploy' ? `roll back the deploy of ${top.component}` : `revert: ${change.message}`;
+    steps.push(
+      change.kind === 'deploy'
+        ? `Review the deploy of ${top.component} at ${change.at} (${change.message}); roll it back if it was not intended.`
+        : `Review the ${change.kind} on ${top.component} at ${change.at} (${change.message}); revert it if it was not intended.`,
+    );
   }
   const kinds = new Set(e.signals.map((s) => s.kind));
   const signature = e.signals.find((s) => s.kind === 'signature');
   if (signature) steps.push(`Investigate the ${signature.detail}`);
   if (kinds.has('connection')) {
     steps.push(`Check ${top.component}'s network and process health; its connection keeps dropping.`);
-    directive ??= `settings.set mcp.circuit_breaker {"${top.component}": "open"} until the connection is stable`;
   }
   if (kinds.has('permission')) steps.push(`Compare the current permission policy of ${top.component} with the previous version; denials rose.`);
   if (kinds.has('latency')) {
     steps.push(`Look at ${top.component}'s own processing time (its spans are slower, not its callees').`);
-    directive ??= `settings.set mcp.timeout_ms {"${top.component}": 30000} while it is slow`;
   }
-  const memory = e.signals.find((s) => s.kind === 'metric' && /memory/.test(s.name) && s.z !== null && s.z >= MOVED_Z);
+  const memory = grownMemory(e.signals);
   if (memory) {
     steps.push(`Capture a heap profile of ${top.component}; memory grew (${memory.detail}).`);
-    directive ??= `restart ${top.component} gracefully before it runs out of memory`;
   }
   if (analysis.context.affected_threads.length) steps.push('Read the affected threads in context.affected_threads for the failing calls.');
   if (steps.length === 0) steps.push(`Inspect ${top.component}'s ${top.metric}: ${e.summary}`);
@@ -190,7 +183,6 @@ export function deterministicNarrative(analysis: Analysis): Narrative {
   return {
     root_cause: parts.join(' '),
     next_steps: steps.slice(0, NARRATIVE_LIMITS.steps).map((s) => (s.length > NARRATIVE_LIMITS.stepChars ? `${s.slice(0, NARRATIVE_LIMITS.stepChars - 1)}…` : s)),
-    recommended_directive: directive,
     confidence: top.confidence,
   };
 }

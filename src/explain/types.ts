@@ -1,4 +1,5 @@
 /** The shapes root-cause analysis passes around and returns. */
+import type { SuggestedAction } from '../remedies.js';
 
 /** What to explain: an anomaly id, or a symptom. Times are ISO 8601 strings or epoch numbers. */
 export interface SymptomInput {
@@ -153,6 +154,8 @@ export interface Analysis {
   candidates: Candidate[];
   context: AnalysisContext;
   considered: { series: number; spans: number; error_events: number; components: number };
+  /** The directive that acts on the most likely cause, with its inputs (null: none does). */
+  suggested_action: SuggestedAction | null;
   notes: string[];
   elapsed_ms: number;
 }
@@ -163,7 +166,6 @@ export type NarrativeSource = 'sampling' | 'anthropic' | 'deterministic';
 export interface Narrative {
   root_cause: string;
   next_steps: string[];
-  recommended_directive: string | null;
   confidence: number;
 }
 

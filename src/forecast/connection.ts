@@ -15,6 +15,7 @@ import {
   type FailureTimeFit,
   type Lifetime,
 } from '../stats/survival.js';
+import { respondToFlakyConnection } from '../remedies.js';
 import type { ConnectionChange } from '../store/forecast.js';
 import { iso } from '../time.js';
 import { HOUR_MS, hoursText, insufficient, type ChartSpec, type Confidence, type ForecastWithChart } from './types.js';
@@ -134,11 +135,7 @@ export function forecastConnection(input: ConnectionInput): ForecastWithChart {
         confidence_basis: 'the connection is down now',
         hours_to_failure: 0,
         summary: `${component}: disconnected now (for ${hoursText(downFor)}, since ${iso(history.since)})`,
-        suggested_action: {
-          directive: 'flaky_connection_response',
-          inputs: { component },
-          reason: `disconnected since ${iso(history.since)}`,
-        },
+        suggested_action: respondToFlakyConnection(component, `disconnected since ${iso(history.since)}`),
         connection: {
           connected: false,
           current_uptime_hours: 0,
@@ -232,11 +229,7 @@ export function forecastConnection(input: ConnectionInput): ForecastWithChart {
         `P(drop within ${hoursText(horizonHours)}) = ${(probability * 100).toFixed(1)}% (95% ${(bounds.lower * 100).toFixed(1)}–${(bounds.upper * 100).toFixed(1)}%)` +
         (mayFailSoon ? ' — MAY FAIL SOON' : ''),
       suggested_action: mayFailSoon
-        ? {
-            directive: 'flaky_connection_response',
-            inputs: { component },
-            reason: `a drop within ${hoursText(horizonHours)} is ${Math.round(probability * 100)}% likely`,
-          }
+        ? respondToFlakyConnection(component, `a drop within ${hoursText(horizonHours)} is ${Math.round(probability * 100)}% likely`)
         : null,
       connection: {
         connected: true,

@@ -150,13 +150,8 @@ export function forecastErrorBudget(input: ErrorBudgetInput): ForecastWithChart 
         `${component}: error rate ${(rate * 100).toFixed(2)}% in the last ${hoursText(burnWindowMs / HOUR_MS)} (objective ${(objective * 100).toPrecision(3)}%, burn ${burn.estimate}×); ` +
         `${Math.max(0, Math.round(remainingFraction * 100))}% of the ${windowDays}-day budget left, ${budgetText}` +
         (willExhaust ? ` — BUDGET SPENT within ${horizonHours} h` : ''),
-      suggested_action: willExhaust
-        ? {
-            directive: 'auto_heal_anomaly',
-            inputs: { anomaly_type: 'error_spike', component },
-            reason: exhausted ? 'the error budget is spent' : `the error budget runs out in ${hoursText(estimate)}`,
-          }
-        : null,
+      // no directive fixes errors by itself: analyze_root_cause finds what a person must revert
+      suggested_action: null,
       error_budget: {
         objective_error_rate: objective,
         window_days: windowDays,

@@ -9,7 +9,7 @@
 import { quantileOfSorted } from '../stats/robust.js';
 import { SeasonalMedianForecaster } from '../stats/seasonal-forecast.js';
 import { iso } from '../time.js';
-import { HOUR_MS, insufficient, type ChartSpec, type Confidence, type Forecast, type ForecastWithChart, type SuggestedAction } from './types.js';
+import { HOUR_MS, insufficient, type ChartSpec, type Confidence, type Forecast, type ForecastWithChart } from './types.js';
 
 const MINUTE_MS = 60_000;
 
@@ -151,14 +151,6 @@ export function forecastLatency(input: LatencyInput): ForecastWithChart {
   const basis =
     `${model.seasonal ? `seasonal (daily) model, season weight ${model.seasonalWeight.toFixed(2)}` : 'level model (no daily season yet: needs 2 days)'}; ` +
     `errors learned from ${Math.min(paths, 1000)} past forecasts over ${valid} buckets`;
-  const action: SuggestedAction | null =
-    probability >= 0.5
-      ? {
-          directive: 'auto_heal_anomaly',
-          inputs: { anomaly_type: 'latency_spike', component, latency_target_ms: round(threshold) },
-          reason: `p95 latency above ${round(threshold)} ms within ${horizonHours} h is ${Math.round(probability * 100)}% likely`,
-        }
-      : null;
   const result: Forecast = {
     target: 'latency',
     component,
@@ -172,7 +164,8 @@ export function forecastLatency(input: LatencyInput): ForecastWithChart {
       `${component}: p95 latency now ${round(current)} ms, forecast peak ${round(forecast[peak] as number)} ms ` +
       `(95% ${round(Math.max(0, interval[peak]!.lower))}–${round(interval[peak]!.upper)}) in the next ${horizonHours} h; ` +
       `P(above ${round(threshold)} ms = ${spikeFactor}× now) = ${(probability * 100).toFixed(1)}%`,
-    suggested_action: action,
+    // auto_heal_anomaly acts on a spike detection confirms; a forecast one has not happened yet
+    suggested_action: null,
     latency: {
       statistic: 'p95',
       bucket_minutes: bucketMs / MINUTE_MS,

@@ -7,6 +7,7 @@
  */
 import { hingeStart, levelShifts, theilSenInterval, windowMinima } from '../stats/envelope.js';
 import { median } from '../stats/robust.js';
+import { respondToMemoryLeak, scaleBeforeFailure } from '../remedies.js';
 import { iso } from '../time.js';
 import {
   HOUR_MS,
@@ -141,17 +142,9 @@ export function forecastMemory(input: MemoryInput): ForecastWithChart {
 
   let action: SuggestedAction | null = null;
   if (willOom) {
-    action = {
-      directive: 'memory_leak_response',
-      inputs: { component, hours_threshold: Math.max(1, Math.ceil(horizonHours)) },
-      reason: `out of memory forecast in ${hoursText(hoursToOom!.estimate)}`,
-    };
+    action = respondToMemoryLeak(component, null, `out of memory forecast in ${hoursText(hoursToOom!.estimate)}`, Math.max(1, Math.ceil(horizonHours)));
   } else if (mayOom) {
-    action = {
-      directive: 'proactive_scale',
-      inputs: { component, horizon_hours: horizonHours },
-      reason: `out of memory possible within ${horizonHours} h at the upper growth bound`,
-    };
+    action = scaleBeforeFailure(component, horizonHours, `out of memory possible within ${horizonHours} h at the upper growth bound`);
   }
 
   const limitText = `${Math.round(limitMib)} MiB (${input.limitSource === 'setting' ? 'setting forecast.memory_limit_bytes' : "host's total memory"})`;

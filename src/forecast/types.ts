@@ -3,15 +3,8 @@
 export const FORECAST_TARGETS = ['memory', 'latency', 'connection', 'error_budget'] as const;
 export type ForecastTarget = (typeof FORECAST_TARGETS)[number];
 
-/** The directives Kiwi ships that act on a forecast. */
-export type DirectiveName = 'memory_leak_response' | 'flaky_connection_response' | 'proactive_scale' | 'auto_heal_anomaly';
-
-export interface SuggestedAction {
-  directive: DirectiveName;
-  /** Inputs to run it with (`run_directive`). */
-  inputs: Record<string, string | number>;
-  reason: string;
-}
+export type { SuggestedAction } from '../remedies.js';
+import type { SuggestedAction } from '../remedies.js';
 
 export type Confidence = 'high' | 'medium' | 'low';
 

@@ -1,5 +1,6 @@
 /** Shaping tool answers: complete structured content plus a compact text rendering. */
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
 import { formatBytes as formatBinaryBytes, toSignificant } from '../stats/precision.js';
 
 export function answer<T extends Record<string, unknown>>(structured: T, text: string): CallToolResult & { structuredContent: T } {
@@ -32,3 +33,13 @@ export function labelText(component: string, labels: Record<string, string>): st
   const parts = [component, ...Object.entries(labels).map(([k, v]) => `${k}=${v}`)];
   return `{${parts.join(', ')}}`;
 }
+
+/** A directive to run about a finding, as detection, root-cause analysis and forecasting all answer it. */
+export const suggestedActionShape = z
+  .object({
+    directive: z.string().describe('The directive to run (run_directive name)'),
+    inputs: z.record(z.string(), z.union([z.string(), z.number()])).describe('Its inputs, as run_directive takes them'),
+    reason: z.string(),
+  })
+  .nullable()
+  .describe('null: no directive acts on this; read the root cause and its next steps');

@@ -34,10 +34,10 @@ export function registerLoopPrompts(server: McpServer): void {
         [
           `Triage the current incident${component ? ` around ${component}` : ''} with Kiwi's tools, in this order, and report what you found and did.`,
           '',
-          `1. detect_anomalies {"lookback": "${window}"${scope}}: list what is abnormal. Start with critical ones; note each anomaly's id, type, component and suggested_action.`,
+          `1. detect_anomalies {"lookback": "${window}"${scope}}: list what is abnormal. Start with critical ones; note each anomaly's id, type, component and suggested_action (the directive that acts on it, or null).`,
           '2. For each anomaly worth acting on: analyze_root_cause {"anomaly_id": "<id>"}. Trust the ranked candidates and their evidence (deviation, onset relative to the symptom, changes just before); the narrative explains them. Tell a cause (a config change, a deploy, a policy change) from its effects (callers slowed or failing because of it). get_trace {"trace_id": "<id>"} shows one of the failed or slow requests the evidence lists as a call tree.',
           `3. forecast_failure {"target": "all"${scope}}: what breaks next and when (time to out-of-memory, spike and disconnect probabilities, error budget).`,
-          '4. For the most urgent cause, pick the directive named by suggested_action (list_directives shows them). Call run_directive with mode "plan" first and read exactly what it would change; then mode "execute". Destructive steps wait for a human\'s approval (kiwi directive approve RUN_ID) unless the policy lets agents approve: say so to the user rather than retrying.',
+          '4. For the most urgent cause, take its suggested_action (from analyze_root_cause, detect_anomalies or forecast_failure): run_directive {"name": <suggested_action.directive>, "inputs": <suggested_action.inputs>} with mode "plan" first and read exactly what it would change; then mode "execute". Destructive steps wait for a human\'s approval (kiwi directive approve RUN_ID) unless the policy lets agents approve: say so to the user rather than retrying. A null suggested_action means no directive acts on it (an error spike or a policy change is reverted by a person): report the cause and its next steps instead of running something else.',
           '5. get_directive_run {"id": "<run id>"} to confirm every step succeeded (a failed verify step rolls the changes back).',
           `6. detect_anomalies again over a short window after the change (e.g. {"lookback": "10m"${scope}}) to see what healed: an anomaly is resolved only when the data since it was last seen shows it over, and "unconfirmed" lists those with too little data yet (wait and look again); list_anomalies shows what is still open.`,
           '',
@@ -76,7 +76,7 @@ export function registerLoopPrompts(server: McpServer): void {
           `5. list_directive_runs {"limit": 50}: what was done automatically or by agents, and whether it worked (rolled_back runs deserve a look).`,
           `6. search_events {"kind": ["deploy", "config"], "from": "-${span}", "limit": 100}: the changes made, to relate them to the anomalies.`,
           '',
-          'Report: a summary in three lines; per component what went wrong and whether it is fixed; recurring problems and their root causes; the forecasts that need action, with the directive to run; and Kiwi\'s own health (its latency, errors and memory).',
+          'Report: a summary in three lines; per component what went wrong and whether it is fixed; recurring problems and their root causes; the forecasts that need action, with their suggested_action (the directive and inputs to run); and Kiwi\'s own health (its latency, errors and memory).',
         ].join('\n'),
       );
     },

@@ -118,7 +118,6 @@ export function narrativeJson(overrides: Record<string, unknown> = {}): string {
   return JSON.stringify({
     root_cause: 'policy v42 denies create_pull_request for agent-reviewer',
     next_steps: ['Roll back policy.version to v41', 'Check the reviewer threads that failed'],
-    recommended_directive: 'revert policy.version to v41',
     confidence: 0.8,
     ...overrides,
   });

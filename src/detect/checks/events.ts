@@ -87,7 +87,6 @@ export const permissionSpike: Check = {
           p_value: run.pValue,
           patterns,
         },
-        suggested_action: 'triage_incident',
       });
     }
     return { findings, examined };
@@ -182,7 +181,6 @@ export const connectionInstability: Check = {
           reasons: [...groupBy(disconnects, (d) => d.reason ?? 'unknown')].map(([reason, rows]) => ({ reason, count: rows.length })),
           p_value: p,
         },
-        suggested_action: 'flaky_connection_response',
       });
     }
     return { findings, examined };

@@ -95,7 +95,6 @@ export const memoryLeak: Check = {
           trend_test: { test: 'Mann-Kendall on post-GC lows', tau: toSignificant(trend.tau, 3), p_value: p, buckets: lows.length },
           largest_single_step_share: toSignificant(largestStep / rise, 3),
         },
-        suggested_action: 'memory_leak_response',
       });
     }
     return { findings, examined };
@@ -222,7 +221,6 @@ function levelShift(
       points: run.trials,
       p_value: run.pValue,
     },
-    suggested_action: 'triage_incident',
   };
 }
 
@@ -278,7 +276,6 @@ function spike(
       z: toSignificant(worstZ, 4),
       p_value: p,
     },
-    suggested_action: 'triage_incident',
   };
 }
 

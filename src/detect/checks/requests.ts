@@ -100,7 +100,6 @@ export const latencySpike: Check = {
             .slice(0, AFFECTED_SHOWN)
             .map((r) => ({ trace_id: r.trace_id, span_id: r.span_id, start: new Date(r.start).toISOString(), duration_ms: sig(r.duration_ms) })),
         },
-        suggested_action: 'auto_heal_anomaly',
       });
     }
     return { findings, examined };
@@ -170,7 +169,6 @@ export const errorSpike: Check = {
             .slice(-AFFECTED_SHOWN)
             .map((r) => ({ trace_id: r.trace_id, span_id: r.span_id, start: new Date(r.start).toISOString() })),
         },
-        suggested_action: 'triage_incident',
       });
     }
     // Components that log errors but serve no requests (a worker, a cron job): error events per hour.
@@ -199,7 +197,6 @@ export const errorSpike: Check = {
         score,
         magnitude: count / expected,
         evidence: { errors: count, expected: sig(expected), ratio: sig(count / expected), p_value: p, signatures },
-        suggested_action: 'triage_incident',
       });
     }
     return { findings, examined };

@@ -7,7 +7,8 @@ import { ANOMALY_STATUSES, AnomalyConflictError, AnomalyStore, type Anomaly } fr
 import type { Store } from '../../store/store.js';
 import { iso, parseDuration, parseTimeInput } from '../../time.js';
 import { timeInput } from '../arguments.js';
-import { answer, boundedAttrs, round } from '../format.js';
+import { mcpServers, remedyForAnomaly, suggestionText } from '../../remedies.js';
+import { answer, boundedAttrs, round, suggestedActionShape } from '../format.js';
 
 const LIMITS = { anomalies: 50, list: 100, evidenceChars: 3000 } as const;
 
@@ -22,11 +23,11 @@ const anomalyShape = z.object({
   end: z.string().nullable(),
   score: z.number(),
   evidence: z.record(z.string(), z.unknown()),
-  suggested_action: z.string().nullable(),
+  suggested_action: suggestedActionShape,
   note: z.string().nullable(),
 });
 
-function shape(a: Anomaly) {
+function shape(a: Anomaly, isMcpServer: (component: string) => boolean) {
   return {
     id: a.id,
     type: a.type,
@@ -38,13 +39,14 @@ function shape(a: Anomaly) {
     end: a.end_ts === null ? null : iso(a.end_ts),
     score: round(a.score),
     evidence: boundedAttrs(a.evidence, LIMITS.evidenceChars),
-    suggested_action: a.suggested_action,
+    suggested_action: remedyForAnomaly(a, isMcpServer),
     note: a.note,
   };
 }
 
-function line(a: Anomaly): string {
-  const action = a.suggested_action ? ` → ${a.suggested_action}` : '';
+function line(a: Anomaly, isMcpServer: (component: string) => boolean): string {
+  const remedy = remedyForAnomaly(a, isMcpServer);
+  const action = remedy ? ` → ${suggestionText(remedy)}` : '';
   return `${a.severity.toUpperCase()} ${a.type} ${a.component} [${a.id}, ${a.status}]: ${a.description}${action}`;
 }
 
@@ -57,6 +59,7 @@ const ACTIONS = { acknowledge: 'acknowledged', resolve: 'resolved', false_positi
 
 export function registerAnomalyTools(server: McpServer, store: Store): void {
   const anomalies = new AnomalyStore(store);
+  const isMcpServer = mcpServers(store);
 
   server.registerTool(
     'detect_anomalies',
@@ -67,7 +70,8 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         'earlier) and report what is abnormal: latency_spike, error_spike (with the top error signatures), permission_spike (with ' +
         'the principal/tool/permission pattern), memory_leak (trend over at least 6 h), connection_instability (disconnects, MTBF), ' +
         'and spike / dip / level_shift on any other metric. Each anomaly has a stable id, severity, evidence and a ' +
-        'suggested_action (a directive). Findings are stored: an ongoing anomaly keeps its id, anomalies no longer seen are ' +
+        'suggested_action: the directive that acts on it and its inputs (latency_spike, memory_leak, connection_instability), ' +
+        'else null: analyze_root_cause finds what a person must revert. Findings are stored: an ongoing anomaly keeps its id, anomalies no longer seen are ' +
         'resolved once the data since they were last seen shows them over (a window too short to tell leaves them open, listed ' +
         'as unconfirmed), and a finding no larger than one a person marked false_positive is held back. sensitivity 0..1 (default ' +
         `0.5: p < 1e-6). At most ${LIMITS.anomalies} anomalies (limit, default 20), evidence cut at ${LIMITS.evidenceChars} characters.`,
@@ -118,7 +122,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
       const shown = result.anomalies.slice(0, args.limit);
       const structured = {
         window: { from: iso(result.window.from), to: iso(result.window.to) },
-        anomalies: shown.map((a) => ({ ...shape(a), new: a.new })),
+        anomalies: shown.map((a) => ({ ...shape(a, isMcpServer), new: a.new })),
         total: result.anomalies.length,
         resolved: result.resolved.map((a) => ({ id: a.id, type: a.type, component: a.component })),
         unconfirmed: result.unconfirmed.map((a) => ({ id: a.id, type: a.type, component: a.component })),
@@ -134,7 +138,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
       const text = [
         `${result.anomalies.length} anomalies in ${structured.window.from} .. ${structured.window.to}` +
           (result.anomalies.length > shown.length ? ` (showing ${shown.length})` : ''),
-        ...shown.map((a) => `${a.new ? 'NEW ' : ''}${line(a)}`),
+        ...shown.map((a) => `${a.new ? 'NEW ' : ''}${line(a, isMcpServer)}`),
         ...result.resolved.map((a) => `resolved: ${a.type} ${a.component} [${a.id}]`),
         ...result.unconfirmed.map((a) => `still open, too little data since to tell it is over: ${a.type} ${a.component} [${a.id}]`),
         ...result.suppressed.map((s) => `held back: ${s.type} ${s.component} (like false positive ${s.false_positive})`),
@@ -187,10 +191,10 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
       const next = args.offset + rows.length < total ? args.offset + rows.length : null;
       const text = [
         rows.length === 0 && args.offset > 0 ? `${total} anomalies; offset ${args.offset} is past the last` : `${total} anomalies`,
-        ...rows.map(line),
+        ...rows.map((a) => line(a, isMcpServer)),
         ...(next !== null ? [`next page: offset=${next}`] : []),
       ].join('\n');
-      return answer({ total, next_offset: next, anomalies: rows.map(shape) }, text);
+      return answer({ total, next_offset: next, anomalies: rows.map((a) => shape(a, isMcpServer)) }, text);
     },
   );
 
@@ -206,7 +210,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
     async ({ id }) => {
       const anomaly = anomalies.get(id);
       if (!anomaly) throw new Error(`id: no anomaly "${id}"`);
-      return answer(shape(anomaly), `${line(anomaly)}\nevidence: ${JSON.stringify(shape(anomaly).evidence)}`);
+      return answer(shape(anomaly, isMcpServer), `${line(anomaly, isMcpServer)}\nevidence: ${JSON.stringify(shape(anomaly, isMcpServer).evidence)}`);
     },
   );
 
@@ -234,7 +238,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         if (err instanceof AnomalyConflictError) throw new Error(`action: ${err.message}`);
         throw err;
       }
-      return answer(shape(updated), line(updated));
+      return answer(shape(updated, isMcpServer), line(updated, isMcpServer));
     },
   );
 }

@@ -10,7 +10,8 @@ import { DERIVED_METRICS, type Explained } from '../../explain/types.js';
 import type { Store } from '../../store/store.js';
 import { formatDuration, iso } from '../../time.js';
 import { timeInput } from '../arguments.js';
-import { answer, truncate } from '../format.js';
+import { suggestionText } from '../../remedies.js';
+import { answer, suggestedActionShape, truncate } from '../format.js';
 
 const nullableNumber = z.number().nullable();
 
@@ -77,7 +78,7 @@ const outputSchema = {
   candidates: z.array(candidateShape),
   narrative: z.string().describe('The root cause in words'),
   next_steps: z.array(z.string()),
-  recommended_directive: z.string().nullable(),
+  suggested_action: suggestedActionShape,
   narrative_confidence: z.number(),
   source: z.enum(['sampling', 'anthropic', 'deterministic']).describe('Who wrote the narrative'),
   model: z.string().nullable(),
@@ -135,7 +136,7 @@ export function explainedToStructured(result: Explained) {
     candidates: result.candidates,
     narrative: result.narrative.root_cause,
     next_steps: result.narrative.next_steps,
-    recommended_directive: result.narrative.recommended_directive,
+    suggested_action: result.suggested_action,
     narrative_confidence: result.narrative.confidence,
     source: result.source,
     model: result.model,
@@ -161,7 +162,7 @@ export function renderExplained(result: Explained): string {
     `narrative (${result.source}${result.model ? `, ${result.model}` : ''}): ${result.narrative.root_cause}`,
     ...result.narrative.next_steps.map((step) => `- ${step}`),
   ];
-  if (result.narrative.recommended_directive) lines.push(`recommended directive: ${result.narrative.recommended_directive}`);
+  if (result.suggested_action) lines.push(`suggested: ${suggestionText(result.suggested_action)}`);
   if (result.context.changes.length) {
     lines.push('changes shortly before:', ...result.context.changes.slice(0, 5).map((c) => `  ${c.at} ${c.kind} ${c.component}: ${truncate(c.message, 160)}`));
   }
@@ -181,7 +182,8 @@ export function registerExplainTools(server: McpServer, store: Store): void {
         "callee's latency or failures that explain its caller's), new or grown error signatures, permission denials, MCP " +
         'disconnects, and config/deploy/policy/directive/settings changes in the hour before the start are weighed; each ' +
         'candidate carries how far it moved from its own baseline, when it started relative to the symptom and how it ' +
-        'correlates with it. A narrative (root cause, next steps, recommended directive) is written by the client\'s model ' +
+        'correlates with it. suggested_action names the directive that acts on the most likely cause, with its inputs (null: none ' +
+        'does; the next steps say what a person should revert). A narrative (root cause, next steps) is written by the client\'s model ' +
         'through MCP sampling when offered, else the Anthropic API when ANTHROPIC_API_KEY is set, else deterministically; ' +
         '`source` says which. Bounded: at most 20 candidates (limit, default 5) with 5 signals each, ' +
         `${CONTEXT_LIMITS.logs} recent logs, ${CONTEXT_LIMITS.threads} affected threads, ${CONTEXT_LIMITS.changes} changes, ` +

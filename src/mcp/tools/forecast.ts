@@ -7,6 +7,8 @@ import { FORECAST_TARGETS, type Forecast, type ForecastTarget } from '../../fore
 import type { Store } from '../../store/store.js';
 import { SELF_METRICS } from '../../ingest/self.js';
 import { parseDuration } from '../../time.js';
+import { suggestionText } from '../../remedies.js';
+import { suggestedActionShape } from '../format.js';
 
 const estimate = z.object({ estimate: z.number(), lower: z.number().nullable(), upper: z.number().nullable() });
 
@@ -21,9 +23,7 @@ export const forecastSchema = z.object({
   confidence_basis: z.string(),
   hours_to_failure: z.number().optional().describe('hours until the forecast failure; absent when none is forecast'),
   summary: z.string(),
-  suggested_action: z
-    .object({ directive: z.string(), inputs: z.record(z.string(), z.union([z.string(), z.number()])), reason: z.string() })
-    .nullable(),
+  suggested_action: suggestedActionShape,
   needs: z.object({ need: z.string(), have: z.string() }).optional(),
   memory: z
     .object({
@@ -110,7 +110,7 @@ export function renderForecastText(asOf: string, forecasts: readonly Forecast[],
   const lines = [`forecast as of ${asOf}`];
   for (const f of forecasts) {
     lines.push(`[${f.target}] ${f.summary}${f.confidence ? ` (confidence ${f.confidence})` : ''}`);
-    if (f.suggested_action) lines.push(`    suggested: run_directive ${f.suggested_action.directive} ${JSON.stringify(f.suggested_action.inputs)} — ${f.suggested_action.reason}`);
+    if (f.suggested_action) lines.push(`    suggested: ${suggestionText(f.suggested_action)}`);
   }
   if (forecasts.length === 0) lines.push('nothing to forecast from: no memory series, requests or connection events');
   if (omitted > 0) lines.push(`${omitted} more forecasts not shown (at most ${FORECAST_LIMITS.perTarget} per target; name a component)`);
@@ -128,7 +128,8 @@ export function registerForecastTools(server: McpServer, store: Store): void {
         'hour with a 95% interval and the probability of a spike above forecast.latency_spike_factor × now), connection (per MCP server: ' +
         'MTBF, current up-time, probability of a drop within the horizon from a fitted exponential/Weibull model), error_budget (hours ' +
         'until the budget of forecast.error_rate_objective over forecast.error_budget_window_days is spent at the current burn). ' +
-        'Every forecast names its model, data span, confidence and a suggested directive; with too little history it says what it ' +
+        'Every forecast names its model, data span and confidence, and a suggested_action (a directive and its inputs) where a directive acts ' +
+        'before the failure (memory, connection; null for latency and error_budget); with too little history it says what it ' +
         `needs. horizon defaults to ${DEFAULT_HORIZON_HOURS.memory} h for memory and error_budget, ${DEFAULT_HORIZON_HOURS.latency} h for ` +
         `latency and connection. At most ${FORECAST_LIMITS.perTarget} forecasts per target (most urgent first) and ${FORECAST_LIMITS.charts} ` +
         'PNG charts (actual, forecast, 95% band, threshold), one per target for its most urgent forecast.',
