@@ -350,7 +350,7 @@ export const ENVIRONMENT: EnvironmentVariable[] = [
     readBy: '`serve --http`, `otlp`',
     description: 'bearer token every HTTP request must carry (`Authorization: Bearer …`); required when listening on anything but loopback',
   },
-  { name: 'KIWI_LOG_LEVEL', readBy: 'all', description: '`debug`, `info` (default), `warn`, `error` or `silent`; logs go to stderr, never stdout' },
+  { name: 'KIWI_LOG_LEVEL', readBy: 'all', description: '`debug`, `info` (default), `warn`, `error` or `silent`; for stderr (never stdout); an MCP client sets its own level with `logging/setLevel` and receives lines as notifications' },
   {
     name: 'KIWI_POLICY',
     readBy: '`serve`, `directive`',

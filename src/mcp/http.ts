@@ -206,14 +206,19 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         sessions.set(id, session);
+        // no session id in the line: it lets whoever holds it act as the session, and log lines go to other sessions
+        log.debug('MCP session opened', { sessions: sessions.size });
       },
     });
     const session: Session = { transport, server, open: 0, lastUsed: Date.now() };
     // However the session ends (the client's DELETE, expiry, shutdown), it is forgotten. This
-    // relies on whatever wraps the transport (self-telemetry's InstrumentedTransport) chaining onclose.
+    // relies on whatever wraps the transport (KiwiMcpServer's InstrumentedTransport) chaining onclose.
     transport.onclose = () => {
       const id = transport.sessionId;
-      if (id && sessions.get(id) === session) sessions.delete(id);
+      if (id && sessions.get(id) === session) {
+        sessions.delete(id);
+        log.debug('MCP session closed', { sessions: sessions.size });
+      }
     };
     inUse(session, res);
     await server.connect(transport);

@@ -2,9 +2,17 @@
 import { McpServer, type RegisteredTool, type ToolCallback } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { AnySchema, ZodRawShapeCompat } from '@modelcontextprotocol/sdk/server/zod-compat.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import {
+  LoggingLevelSchema,
+  SetLevelRequestSchema,
+  type LoggingLevel,
+  type LoggingMessageNotification,
+  type ToolAnnotations,
+} from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { SelfTelemetry } from '../ingest/self.js';
+import { redact } from '../explain/redact.js';
+import type { OperationObservation, SelfTelemetry } from '../ingest/self.js';
+import { addLogSink, log, type LogFields, type LogLevel } from '../log.js';
 import type { Store } from '../store/store.js';
 import { truncate } from './format.js';
 import { ArgumentsError } from './arguments.js';
@@ -26,13 +34,98 @@ const INSTRUCTIONS =
 /** The longest error text a tool answers with: errors quote what they were given, and that may be huge. */
 const MAX_ERROR_CHARS = 1_000;
 
-/** An McpServer whose every connection is observed by Kiwi's self-telemetry, however the host connects it. */
+/** The `logger` of the log lines a session receives as `notifications/message`. */
+export const MCP_LOGGER = 'kiwi';
+/** MCP's log levels by severity, least first (RFC 5424's order, as the SDK lists them). */
+const SEVERITY = new Map<LoggingLevel, number>(LoggingLevelSchema.options.map((level, index) => [level, index]));
+const MCP_LEVEL: Record<LogLevel, LoggingLevel> = { debug: 'debug', info: 'info', warn: 'warning', error: 'error' };
+/**
+ * Log notifications one session may have waiting to be written (stdout full, a client not reading);
+ * past it, that session misses lines rather than Kiwi holding them without bound.
+ */
+const MAX_PENDING_LOG_NOTIFICATIONS = 1_000;
+
+/**
+ * An McpServer whose every connection is observed by Kiwi's self-telemetry, however the host
+ * connects it, and receives Kiwi's log lines once its client sets a level (`logging/setLevel`).
+ */
 export class KiwiMcpServer extends McpServer {
   /** Requests a tool refused for their arguments (its error began `<argument>:`), until the response is observed. */
   private readonly refusedArguments = new Set<string | number>();
 
+  /** Connected servers whose client set a log level: each log line is sent to those whose level it meets. */
+  private static readonly logListeners = new Set<KiwiMcpServer>();
+  /** Removes the one sink the listeners share from log.ts, while any listens. */
+  private static removeLogSink: (() => void) | null = null;
+  /** The level the client set with `logging/setLevel` on this connection; null (the default) sends nothing. */
+  private logLevel: LoggingLevel | null = null;
+  private pendingLogNotifications = 0;
+
   constructor(private readonly telemetry: SelfTelemetry | null) {
     super(SERVER_INFO, { capabilities: { logging: {} }, instructions: INSTRUCTIONS });
+    // Replaces the SDK's handler, which keeps the level without anything to send; until a client
+    // sets one, it would send every level (Kiwi sends none: its lines already go to stderr).
+    this.server.setRequestHandler(SetLevelRequestSchema, async (request) => {
+      this.listenToLog(request.params.level);
+      return {};
+    });
+  }
+
+  /** How many connections receive Kiwi's log lines now (a closed one is no longer counted). */
+  static get loggingConnections(): number {
+    return KiwiMcpServer.logListeners.size;
+  }
+
+  /** Kiwi's log lines at `level` and above go to this connection from now on, as `notifications/message`. */
+  private listenToLog(level: LoggingLevel): void {
+    this.logLevel = level;
+    if (!this.isConnected()) return;
+    KiwiMcpServer.logListeners.add(this);
+    KiwiMcpServer.removeLogSink ??= addLogSink(KiwiMcpServer.forwardLog);
+  }
+
+  /** This connection gets no more log lines (it closed, or a new one begins quiet). */
+  private stopLogging(): void {
+    this.logLevel = null;
+    KiwiMcpServer.logListeners.delete(this);
+    if (KiwiMcpServer.logListeners.size === 0 && KiwiMcpServer.removeLogSink) {
+      KiwiMcpServer.removeLogSink();
+      KiwiMcpServer.removeLogSink = null;
+    }
+  }
+
+  /**
+   * One log line to every listening session whose level it meets, redacted once for all. Never
+   * waits and never throws: a session that is gone misses the line, and is dropped if its
+   * connection is closed, without the others or the code that logged noticing.
+   */
+  private static readonly forwardLog = (level: LogLevel, message: string, fields: LogFields | undefined): void => {
+    const mcpLevel = MCP_LEVEL[level];
+    let data: Record<string, unknown> | undefined;
+    for (const server of KiwiMcpServer.logListeners) {
+      if (!server.isConnected()) {
+        server.stopLogging();
+        continue;
+      }
+      if (!server.wantsLog(mcpLevel) || server.pendingLogNotifications >= MAX_PENDING_LOG_NOTIFICATIONS) continue;
+      // the message first, then the fields (a field named "message" does not replace it)
+      data ??= redact(Object.assign({ message }, fields, { message }));
+      server.pendingLogNotifications++;
+      server.server
+        .notification({ method: 'notifications/message', params: { level: mcpLevel, logger: MCP_LOGGER, data } })
+        .catch(() => undefined)
+        .finally(() => server.pendingLogNotifications--);
+    }
+  };
+
+  private wantsLog(level: LoggingLevel): boolean {
+    return this.logLevel !== null && SEVERITY.get(level)! >= SEVERITY.get(this.logLevel)!;
+  }
+
+  /** As the SDK's, but by the level this connection set (and nothing before it set one). */
+  override async sendLoggingMessage(params: LoggingMessageNotification['params'], _sessionId?: string): Promise<void> {
+    if (!this.wantsLog(params.level)) return;
+    await this.server.notification({ method: 'notifications/message', params });
   }
 
   /**
@@ -63,9 +156,9 @@ export class KiwiMcpServer extends McpServer {
       } catch (err) {
         const message = truncate(err instanceof Error ? err.message : String(err), MAX_ERROR_CHARS);
         const extra = params[params.length - 1] as { requestId?: string | number } | undefined;
-        const observed = this.telemetry !== null; // only an observed connection reads (and so clears) the note
+        // every connection is observed (see connect), so the note is read, and cleared, when the response goes out
         const callers = err instanceof ArgumentsError || argumentNames.some((a) => message.startsWith(`${a}:`) || message.startsWith(`${a}.`));
-        if (observed && extra?.requestId !== undefined && callers) {
+        if (extra?.requestId !== undefined && callers) {
           this.refusedArguments.add(extra.requestId);
         }
         throw new Error(message);
@@ -74,13 +167,38 @@ export class KiwiMcpServer extends McpServer {
     return super.registerTool(name, { ...config, inputSchema: strict }, guarded);
   }
 
+  /**
+   * Every connection is observed: each tool call goes to self-telemetry (when on) and to the log at
+   * debug. A connection begins quiet and stops getting log lines when its transport closes.
+   */
   override async connect(transport: Transport): Promise<void> {
     const telemetry = this.telemetry;
-    if (!telemetry) return super.connect(transport);
-    return super.connect(
-      new InstrumentedTransport(transport, (op) => telemetry.recordOperation(op), (id) => this.refusedArguments.delete(id)),
+    if (!this.isConnected()) this.stopLogging(); // (connected, super.connect refuses a second transport)
+    const observed = new InstrumentedTransport(
+      transport,
+      (op) => {
+        telemetry?.recordOperation(op);
+        logOperation(op);
+      },
+      (id) => this.refusedArguments.delete(id),
     );
+    // chained by the SDK's Protocol.connect, after handlers the host set on `transport`
+    observed.onclose = () => this.stopLogging();
+    return super.connect(observed);
   }
+
+  override async close(): Promise<void> {
+    this.stopLogging();
+    return super.close();
+  }
+}
+
+/** A tool call at debug: its tool, outcome and time, never its arguments nor its error's text (which may quote them). */
+function logOperation(op: OperationObservation): void {
+  if (!log.wants('debug')) return;
+  const fields: LogFields = { tool: op.tool === undefined ? null : truncate(op.tool, 64), outcome: op.outcome, duration_ms: Math.round(op.durationMs * 10) / 10 };
+  if (op.errorType !== undefined) fields.error_type = op.errorType;
+  log.debug(op.method, fields);
 }
 
 /** Where the directive tools find their policy, directives and scripts (each defaults as DirectiveService's does). */
