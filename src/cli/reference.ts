@@ -417,7 +417,8 @@ function policySection(): string[] {
     'Who may do what with directives (`run_directive`, `kiwi directive`). A YAML or JSON file named by `--policy FILE` or `KIWI_POLICY`; ' +
       'every key is optional and unknown keys are refused with `file: path: reason`. A principal is `agent:<client name>` for an MCP client ' +
       'and `cli:$USER` on the command line; a pattern is `*`, a prefix ending in `*` (`agent:*`), or an exact principal. ' +
-      'Durations are milliseconds or a number with a unit (`500ms`, `30s`, `5m`, `1h`).',
+      'Durations are milliseconds or a number with a unit (`500ms`, `30s`, `5m`, `1h`). A running Kiwi follows the file: an edit is in force ' +
+      'from the next check, without a restart; a file made invalid or removed grants nothing until it is fixed.',
     '',
     schemaTable(schema, 'required'),
     '',

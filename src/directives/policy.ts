@@ -1,10 +1,10 @@
 /**
  * The server's directive policy: which principal is granted which permission, who may approve,
  * how long an undecided run waits, per-directive rate limits, the webhook allow-list and the
- * environment scripts see. Read from a YAML or JSON file (`--policy FILE`, else `KIWI_POLICY`);
- * without one, every principal is granted read-only (`read:metrics`) and nothing else.
+ * environment scripts see. Read from a YAML or JSON file (`--policy FILE`, else `KIWI_POLICY`), and
+ * again whenever that file changes; without one, every principal is granted read-only (`read:metrics`) and nothing else.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDurationText } from './duration.js';
@@ -50,36 +50,79 @@ export const policySchema = z
 export type PolicyConfig = z.infer<typeof policySchema>;
 
 export class Policy {
-  readonly approvalTtlMs: number;
-  readonly webhookTimeoutMs: number;
+  #config: PolicyConfig;
+  #approvalTtlMs = 0;
+  #webhookTimeoutMs = 0;
+  /** The policy file as last read (absent for a policy given as an object), to notice when it changes. */
+  #file: { path: string; stamp: string } | null = null;
 
   constructor(
-    readonly config: PolicyConfig,
+    config: PolicyConfig,
     readonly source: string,
   ) {
-    this.approvalTtlMs = parseDurationText(config.approval.ttl);
-    this.webhookTimeoutMs = parseDurationText(config.webhooks.timeout);
+    this.#config = config;
+    this.#derive();
   }
 
   static readOnly(): Policy {
     return new Policy(policySchema.parse({}), 'default (read-only)');
   }
 
-  /** `file`, else `KIWI_POLICY`, else the read-only default. Throws `file: reason` on a bad file. */
+  /**
+   * `file`, else `KIWI_POLICY`, else the read-only default. Throws `file: reason` on a bad file.
+   * A policy read from a file follows the file: an operator's edit (a grant revoked) is in force
+   * from the next check on, without a restart, in every process that reads it. An edit that makes
+   * the file invalid, or removes it, refuses every check until it is fixed rather than keep grants
+   * the operator may have meant to take away.
+   */
   static load(file: string | undefined = process.env.KIWI_POLICY || undefined): Policy {
     if (!file) return Policy.readOnly();
-    let raw: unknown;
+    const stamp = fileStamp(file);
+    const policy = new Policy(readPolicyFile(file), file);
+    policy.#file = { path: file, stamp };
+    return policy;
+  }
+
+  get config(): PolicyConfig {
+    this.#follow();
+    return this.#config;
+  }
+
+  get approvalTtlMs(): number {
+    this.#follow();
+    return this.#approvalTtlMs;
+  }
+
+  get webhookTimeoutMs(): number {
+    this.#follow();
+    return this.#webhookTimeoutMs;
+  }
+
+  #derive(): void {
+    this.#approvalTtlMs = parseDurationText(this.#config.approval.ttl);
+    this.#webhookTimeoutMs = parseDurationText(this.#config.webhooks.timeout);
+  }
+
+  /** Re-reads the file when it changed since it was last read (a stat per check: microseconds). */
+  #follow(): void {
+    const file = this.#file;
+    if (!file) return;
+    let stamp: string;
     try {
-      raw = parseYaml(readFileSync(file, 'utf8'), { maxAliasCount: 10, uniqueKeys: true });
+      stamp = fileStamp(file.path);
     } catch (err) {
-      throw new Error(`${file}: ${(err as Error).message.split('\n')[0]}`);
+      throw new Error(`${file.path}: the policy file can no longer be read (${(err as Error).message}); nothing is granted until it is restored`);
     }
-    const parsed = policySchema.safeParse(raw ?? {});
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new Error(`${file}: ${issue.path.join('.') || 'policy'}: ${issue.message}`);
+    if (stamp === file.stamp) return;
+    let config: PolicyConfig;
+    try {
+      config = readPolicyFile(file.path);
+    } catch (err) {
+      throw new Error(`the policy file changed and is not valid: ${(err as Error).message}; nothing is granted until it is fixed`);
     }
-    return new Policy(parsed.data, file);
+    this.#config = config;
+    this.#derive();
+    file.stamp = stamp;
   }
 
   granted(principal: string, permission: Permission): boolean {
@@ -101,6 +144,27 @@ export class Policy {
       return url.origin === allowed.origin && text.startsWith(allowed.href);
     });
   }
+}
+
+/** What changes when the file is rewritten or replaced: its inode, size and modification time. */
+function fileStamp(file: string): string {
+  const stat = statSync(file);
+  return `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+}
+
+function readPolicyFile(file: string): PolicyConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file, 'utf8'), { maxAliasCount: 10, uniqueKeys: true });
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const parsed = policySchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new Error(`${file}: ${issue.path.join('.') || 'policy'}: ${issue.message}`);
+  }
+  return parsed.data;
 }
 
 /** `*` matches anything; `agent:*` matches any principal starting with `agent:`; otherwise exact. */
