@@ -1,7 +1,9 @@
 /** What every check receives, and the pieces of judgement they share. */
 import { binomialLowerTail, binomialUpperTail, poissonLowerTail } from '../stats/distributions.js';
 import type { Anomaly, AnomalyFinding } from '../store/anomalies.js';
-import type { DetectionReads } from '../store/detect.js';
+import type { DetectionReads, Steps } from '../store/detect.js';
+
+export type { Steps } from '../store/detect.js';
 import type { Store } from '../store/store.js';
 
 export const ANOMALY_TYPES = [
@@ -42,16 +44,21 @@ export interface CheckOutput {
   examined: string[];
 }
 
+/**
+ * A check runs as a generator (`Steps`): it yields between units of work (a component, a series,
+ * a slice of a long read) so that detect/service.ts can let other work run in between. Yielding
+ * changes nothing in what it computes.
+ */
 export interface Check {
   name: string;
   types: readonly AnomalyType[];
-  run(ctx: DetectionContext): CheckOutput;
+  run(ctx: DetectionContext): Steps<CheckOutput>;
   /**
    * For an open anomaly of this check that the window no longer shows: whether the window holds
    * evidence that it is over (true), too little to tell (false: it stays open), or null when the
    * check cannot judge it this way (not finding it again is then taken as its end).
    */
-  healed?(ctx: DetectionContext, anomaly: Anomaly): boolean | null;
+  healed?(ctx: DetectionContext, anomaly: Anomaly): Steps<boolean | null>;
 }
 
 /**
@@ -108,12 +115,12 @@ export interface ElevatedRun {
 }
 
 /**
- * Over events in time order, each a hit or not (an error, a denial, a request slower than the
+ * Over events in time order, each a hit or not (true or 1: an error, a denial, a request slower than the
  * baseline's p95), finds the start of the trailing run whose hit rate is most surprising against
  * `baseRate`: the onset of an ongoing rise. At most `maxStarts` evenly spaced starts are tried,
  * and the p-value is multiplied by their number (Bonferroni).
  */
-export function elevatedRun(hits: ArrayLike<boolean>, baseRate: number, minTrials = 5, maxStarts = 60): ElevatedRun | null {
+export function elevatedRun(hits: ArrayLike<boolean | number>, baseRate: number, minTrials = 5, maxStarts = 60): ElevatedRun | null {
   const n = hits.length;
   if (n < minTrials) return null;
   const suffixHits = new Int32Array(n + 1);

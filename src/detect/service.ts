@@ -2,6 +2,12 @@
  * detectAnomalies: runs the checks over a window, learns from false-positive marks, records what
  * it finds (an ongoing anomaly is updated, not duplicated), and closes the open anomalies a check
  * judged again and no longer sees.
+ *
+ * The work is one generator (`detection`) that yields between units of work: a check, a
+ * component, a series, a slice of a long read. `detectAnomalies` runs it straight through;
+ * `detectAnomaliesAsync` (what the MCP tool calls) lets the event loop run whenever a slice of
+ * work has held it for SLICE_MS, so a week-long lookback does not stall other sessions. Both
+ * compute the same thing in the same order.
  */
 import { mcpServers, remedyForAnomaly } from '../remedies.js';
 import { readSetting } from '../settings.js';
@@ -11,7 +17,7 @@ import type { Store } from '../store/store.js';
 import { latencySpike, errorSpike } from './checks/requests.js';
 import { connectionInstability, permissionSpike } from './checks/events.js';
 import { genericSeries, memoryLeak } from './checks/metrics.js';
-import { minScoreFor, ANOMALY_TYPES, type AnomalyType, type Check, type CheckFinding, type DetectionContext } from './context.js';
+import { minScoreFor, ANOMALY_TYPES, type AnomalyType, type Check, type CheckFinding, type DetectionContext, type Steps } from './context.js';
 
 export const CHECKS: readonly Check[] = [latencySpike, errorSpike, permissionSpike, memoryLeak, connectionInstability, genericSeries];
 
@@ -68,7 +74,53 @@ export function isAnomalyType(type: string): type is AnomalyType {
   return (ANOMALY_TYPES as readonly string[]).includes(type);
 }
 
+/** Runs detection to the end without letting anything else run: for the CLI, benches and tests. */
 export function detectAnomalies(store: Store, options: DetectOptions = {}): DetectionResult {
+  const steps = detection(store, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** How long detection may hold the event loop before it lets other work run. */
+export const SLICE_MS = 10;
+/** The detection running or waiting on each store: one at a time, in the order they were asked. */
+const queues = new WeakMap<Store, Promise<unknown>>();
+
+/**
+ * detectAnomalies that lets the event loop run at least between checks, and between smaller
+ * units of work whenever one slice has run for SLICE_MS. Detections on one store run one after
+ * another, in the order they were asked, as they would if each held the loop to the end.
+ */
+export function detectAnomaliesAsync(store: Store, options: DetectOptions = {}): Promise<DetectionResult> {
+  const previous = queues.get(store) ?? Promise.resolve();
+  const run = previous.then(() => drive(detection(store, options)));
+  // the next one waits for this one to end, failed or not
+  const tail = run.catch(() => undefined);
+  queues.set(store, tail);
+  void tail.then(() => {
+    if (queues.get(store) === tail) queues.delete(store);
+  });
+  return run;
+}
+
+/** A step that yields this must let other work run (the end of a check); any other, when the slice is used up. */
+const PAUSE = 'pause';
+
+async function drive<T>(steps: Generator<void | typeof PAUSE, T, void>): Promise<T> {
+  let sliceStart = performance.now();
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    if (step.value === PAUSE || performance.now() - sliceStart >= SLICE_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
+  }
+}
+
+function* detection(store: Store, options: DetectOptions): Generator<void | typeof PAUSE, DetectionResult, void> {
   // Otherwise a misspelt component is judged and found healthy: an all-clear for nothing.
   if (options.component !== undefined && !store.hasComponent(options.component)) {
     throw new Error(`component: no telemetry from "${options.component}"`);
@@ -104,8 +156,20 @@ export function detectAnomalies(store: Store, options: DetectOptions = {}): Dete
 
   for (const check of CHECKS) {
     if (wanted && !check.types.some((t) => wanted.has(t))) continue;
-    const started = performance.now();
-    const output = check.run(ctx);
+    yield PAUSE;
+    // Its own time, not the time others ran while it let them.
+    let ms = 0;
+    let started = performance.now();
+    const steps = check.run(ctx);
+    let step = steps.next();
+    while (!step.done) {
+      ms += performance.now() - started;
+      yield;
+      started = performance.now();
+      step = steps.next();
+    }
+    ms += performance.now() - started;
+    const output = step.value;
     output.examined.forEach((f) => examined.add(f));
     let found = 0;
     for (const finding of output.findings) {
@@ -122,18 +186,29 @@ export function detectAnomalies(store: Store, options: DetectOptions = {}): Dete
       result.anomalies.push({ ...anomaly, new: created });
       found++;
     }
-    result.checks.push({ name: check.name, examined: output.examined.length, found, ms: Math.round(performance.now() - started) });
+    result.checks.push({ name: check.name, examined: output.examined.length, found, ms: Math.round(ms) });
   }
 
   // What a check judged again and did not find any more has healed, when the data since it was last
   // seen says so (Check.healed); a window that ends before an anomaly was last seen (a look at the
   // past) says nothing about it.
+  yield PAUSE;
   const open = anomalies.list({ statuses: ['open', 'acknowledged'], ...(options.component ? { component: options.component } : {}) }, 10_000);
+  const judged: { anomaly: Anomaly; healed: boolean | null }[] = [];
   for (const anomaly of open.anomalies) {
     if (!examined.has(anomaly.fingerprint) || seen.has(anomaly.fingerprint)) continue;
     if (wanted && !wanted.has(anomaly.type)) continue;
     if ((anomaly.end_ts ?? anomaly.start_ts) > now) continue;
-    if (CHECKS.find((c) => c.types.includes(anomaly.type as AnomalyType))?.healed?.(ctx, anomaly) === false) {
+    const check = CHECKS.find((c) => c.types.includes(anomaly.type as AnomalyType));
+    judged.push({ anomaly, healed: check?.healed ? yield* check.healed(ctx, anomaly) : null });
+    yield;
+  }
+  // Closed in one go, after all the judging: an anomaly someone changed while the judging let
+  // other work run (acknowledged, marked a false positive) is theirs, and left as it is now.
+  for (const { anomaly, healed } of judged) {
+    const current = anomalies.get(anomaly.id);
+    if (!current || current.status !== anomaly.status || current.updated_at !== anomaly.updated_at) continue;
+    if (healed === false) {
       result.unconfirmed.push(anomaly);
       continue;
     }

@@ -1,11 +1,36 @@
-/** The reads anomaly detection needs: requests, error events, permission decisions, connection changes. */
+/**
+ * The reads anomaly detection needs: requests, error events, permission decisions, connection
+ * changes, points.
+ *
+ * A long lookback reads a week of rows. Those reads are generators (`Steps`): they read one
+ * CHUNK_MS slice of time per statement and yield between slices, so whoever drives them can let
+ * other work run in between (detect/service.ts). Slices of one ordered range, concatenated, are
+ * the same rows in the same order as one statement over the whole range: rows with equal times
+ * fall in one slice, where the index orders them as it would in the whole.
+ */
 import type { SqliteDatabase } from './database.js';
 import { LIMIT_PARAM } from './sql.js';
 
-export interface RequestRow {
-  start: number;
-  duration_ms: number;
-  error: boolean;
+/** Work that may pause: yields between units of work and returns T. */
+export type Steps<T> = Generator<void, T, void>;
+
+/** One statement reads at most this much time of a series, a component's spans or the decisions. */
+const CHUNK_MS = 6 * 3_600_000;
+
+/**
+ * A component's requests (spans) in time order, as columns. `rowid` finds a request's trace and
+ * span ids (`requestIds`), which only the few requests shown in evidence need.
+ */
+export interface Requests {
+  length: number;
+  start: Float64Array;
+  duration: Float64Array;
+  /** 1 where the span's status is `error`. */
+  error: Uint8Array;
+  rowid: Float64Array;
+}
+
+export interface RequestIds {
   trace_id: string;
   span_id: string;
 }
@@ -16,9 +41,14 @@ export interface MessageRow {
 }
 
 export interface DecisionRow {
+  /** The event's id: `decisionDetails` reads who was denied what. */
+  id: number;
   component: string;
   ts: number;
   denied: boolean;
+}
+
+export interface DecisionDetails {
   principal: string | null;
   tool: string | null;
   permission: string | null;
@@ -31,8 +61,80 @@ export interface ConnectionRow {
   reason: string | null;
 }
 
+export interface Points {
+  ts: number[];
+  values: number[];
+}
+
+/** Consecutive [from, to) slices of at most CHUNK_MS covering [from, to). */
+function* slices(from: number, to: number): Generator<[number, number]> {
+  for (let start = from; start < to; ) {
+    const end = Math.min(start + CHUNK_MS, to);
+    yield [start, end];
+    start = end;
+  }
+}
+
+class Columns {
+  length = 0;
+  start = new Float64Array(256);
+  duration = new Float64Array(256);
+  error = new Uint8Array(256);
+  rowid = new Float64Array(256);
+
+  push(rows: [number, number, number, number][]): void {
+    const needed = this.length + rows.length;
+    if (needed > this.start.length) {
+      const capacity = Math.max(needed, 2 * this.start.length);
+      const grow = <A extends Float64Array | Uint8Array>(a: A, make: (n: number) => A): A => {
+        const next = make(capacity);
+        next.set(a.subarray(0, this.length));
+        return next;
+      };
+      this.start = grow(this.start, (n) => new Float64Array(n));
+      this.duration = grow(this.duration, (n) => new Float64Array(n));
+      this.error = grow(this.error, (n) => new Uint8Array(n));
+      this.rowid = grow(this.rowid, (n) => new Float64Array(n));
+    }
+    let i = this.length;
+    for (const [start, duration, error, rowid] of rows) {
+      this.start[i] = start;
+      this.duration[i] = duration;
+      this.error[i] = error;
+      this.rowid[i] = rowid;
+      i++;
+    }
+    this.length = i;
+  }
+
+  done(): Requests {
+    const n = this.length;
+    return { length: n, start: this.start.subarray(0, n), duration: this.duration.subarray(0, n), error: this.error.subarray(0, n), rowid: this.rowid.subarray(0, n) };
+  }
+}
+
+/** Index of the first of `times` (ascending) at or after `t`. */
+function lowerBound(times: ArrayLike<number>, t: number): number {
+  let lo = 0;
+  let hi = times.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (times[mid]! < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Reads for one detection run. One instance per run: it keeps the requests and decisions it read,
+ * because the latency and error checks read the same requests, and judging whether an anomaly
+ * healed reads the end of a range already read. A range within one already read is cut from it:
+ * the same rows in the same order as a statement over that range.
+ */
 export class DetectionReads {
   private readonly stmt: ReturnType<DetectionReads['prepare']>;
+  private readonly requestsRead = new Map<string, { from: number; to: number; rows: Requests }[]>();
+  private readonly decisionsRead: { from: number; to: number; rows: DecisionRow[]; times: Float64Array }[] = [];
 
   constructor(private readonly db: SqliteDatabase) {
     this.stmt = this.prepare();
@@ -41,13 +143,26 @@ export class DetectionReads {
   private prepare() {
     const db = this.db;
     return {
-      componentsWithSpans: db.prepare('SELECT DISTINCT component FROM spans WHERE start_ts >= ? AND start_ts < ?').pluck(),
+      // Every component with spans, by skipping through the (component, start_ts) index: one
+      // seek per component, where DISTINCT over a week of spans reads every one of them.
+      spanComponents: db
+        .prepare(
+          `WITH RECURSIVE c(name) AS (
+             SELECT min(component) FROM spans
+             UNION ALL SELECT (SELECT min(component) FROM spans WHERE component > c.name) FROM c WHERE c.name IS NOT NULL
+           ) SELECT name FROM c WHERE name IS NOT NULL`,
+        )
+        .pluck(),
+      firstSpan: db
+        .prepare('SELECT start_ts, rowid FROM spans WHERE component = ? AND start_ts >= ? AND start_ts < ? ORDER BY start_ts, rowid LIMIT 1')
+        .raw(),
       requests: db
         .prepare(
-          `SELECT start_ts, duration_ms, status = 'error', trace_id, span_id FROM spans
+          `SELECT start_ts, duration_ms, status = 'error', rowid FROM spans
            WHERE component = ? AND start_ts >= ? AND start_ts < ? ORDER BY start_ts`,
         )
         .raw(),
+      requestIds: db.prepare('SELECT trace_id, span_id FROM spans WHERE rowid = ?'),
       errorMessages: db
         .prepare(
           `SELECT ts, message FROM events WHERE kind = 'error' AND component = ? AND ts >= ? AND ts < ? ORDER BY ts ${LIMIT_PARAM}`,
@@ -58,12 +173,16 @@ export class DetectionReads {
       ),
       decisions: db
         .prepare(
-          `SELECT component, ts, json_extract(attrs, '$.decision') = 'deny', json_extract(attrs, '$.principal'),
-                  json_extract(attrs, '$.tool'), json_extract(attrs, '$.permission')
+          `SELECT id, component, ts, json_extract(attrs, '$.decision') = 'deny'
            FROM events WHERE kind = 'permission' AND ts >= ? AND ts < ? ORDER BY ts`,
         )
         .raw(),
+      decisionDetails: db
+        .prepare(`SELECT json_extract(attrs, '$.principal'), json_extract(attrs, '$.tool'), json_extract(attrs, '$.permission') FROM events WHERE id = ?`)
+        .raw(),
       extremes: db.prepare('SELECT min(value) AS min, max(value) AS max, count(*) AS n FROM points WHERE series_id = ? AND ts >= ? AND ts < ?'),
+      lastPoint: db.prepare('SELECT ts, value FROM points WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT 1'),
+      points: db.prepare('SELECT ts, value FROM points WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts').raw(),
       connections: db
         .prepare(
           `SELECT component, ts, json_extract(attrs, '$.state'), json_extract(attrs, '$.reason')
@@ -73,14 +192,45 @@ export class DetectionReads {
     };
   }
 
+  /**
+   * Components with spans in [from, to), in the order of their first span there (time, then
+   * rowid): the order `SELECT DISTINCT component` over the spans by time gives.
+   */
   componentsWithRequests(from: number, to: number): string[] {
-    return this.stmt.componentsWithSpans.all(from, to) as string[];
+    const firsts: { component: string; start: number; rowid: number }[] = [];
+    for (const component of this.stmt.spanComponents.all() as string[]) {
+      const first = this.stmt.firstSpan.get(component, from, to) as [number, number] | undefined;
+      if (first) firsts.push({ component, start: first[0], rowid: first[1] });
+    }
+    return firsts.sort((a, b) => a.start - b.start || a.rowid - b.rowid).map((f) => f.component);
   }
 
-  requests(component: string, from: number, to: number): RequestRow[] {
-    return (this.stmt.requests.all(component, from, to) as [number, number, number, string, string][]).map(
-      ([start, duration_ms, error, trace_id, span_id]) => ({ start, duration_ms, error: error === 1, trace_id, span_id }),
-    );
+  /** A component's requests in [from, to), oldest first (ties in stored order). */
+  *requests(component: string, from: number, to: number): Steps<Requests> {
+    let read = this.requestsRead.get(component);
+    const known = read?.find((r) => r.from <= from && to <= r.to);
+    if (known) {
+      const rows = known.rows;
+      const first = lowerBound(rows.start, from);
+      const end = lowerBound(rows.start, to);
+      if (first === 0 && end === rows.length) return rows;
+      const cut = (a: Float64Array) => a.subarray(first, end);
+      return { length: end - first, start: cut(rows.start), duration: cut(rows.duration), error: rows.error.subarray(first, end), rowid: cut(rows.rowid) };
+    }
+    const columns = new Columns();
+    for (const [start, end] of slices(from, to)) {
+      columns.push(this.stmt.requests.all(component, start, end) as [number, number, number, number][]);
+      yield;
+    }
+    const rows = columns.done();
+    if (!read) this.requestsRead.set(component, (read = []));
+    read.push({ from, to, rows });
+    return rows;
+  }
+
+  /** Trace and span ids of a request by rowid; null for one that is gone since it was read (pruned). */
+  requestIds(rowid: number): RequestIds | null {
+    return (this.stmt.requestIds.get(rowid) as RequestIds | undefined) ?? null;
   }
 
   errorMessages(component: string, from: number, to: number, limit = 5000): MessageRow[] {
@@ -99,10 +249,52 @@ export class DetectionReads {
     return row.n > 0 ? { min: row.min!, max: row.max!, n: row.n } : null;
   }
 
-  decisions(from: number, to: number): DecisionRow[] {
-    return (this.stmt.decisions.all(from, to) as [string, number, number | null, string | null, string | null, string | null][]).map(
-      ([component, ts, denied, principal, tool, permission]) => ({ component, ts, denied: denied === 1, principal, tool, permission }),
-    );
+  /** The last point of a series in [from, to). */
+  lastPoint(seriesId: number, from: number, to: number): { ts: number; value: number } | null {
+    return (this.stmt.lastPoint.get(seriesId, from, to) as { ts: number; value: number } | undefined) ?? null;
+  }
+
+  /** Points of a series in [from, to), oldest first, as two parallel arrays (as Store.readPoints). */
+  *points(seriesId: number, from: number, to: number): Steps<Points> {
+    const chunks: [number, number][][] = [];
+    let n = 0;
+    for (const [start, end] of slices(from, to)) {
+      const rows = this.stmt.points.all(seriesId, start, end) as [number, number][];
+      chunks.push(rows);
+      n += rows.length;
+      yield;
+    }
+    const ts = new Array<number>(n);
+    const values = new Array<number>(n);
+    let i = 0;
+    for (const rows of chunks) {
+      for (const row of rows) {
+        ts[i] = row[0];
+        values[i++] = row[1];
+      }
+    }
+    return { ts, values };
+  }
+
+  /** Permission decisions of every component in [from, to), oldest first (ties in stored order). */
+  *decisions(from: number, to: number): Steps<DecisionRow[]> {
+    const known = this.decisionsRead.find((r) => r.from <= from && to <= r.to);
+    if (known) return known.rows.slice(lowerBound(known.times, from), lowerBound(known.times, to));
+    const rows: DecisionRow[] = [];
+    for (const [start, end] of slices(from, to)) {
+      for (const [id, component, ts, denied] of this.stmt.decisions.all(start, end) as [number, string, number, number | null][]) {
+        rows.push({ id, component, ts, denied: denied === 1 });
+      }
+      yield;
+    }
+    this.decisionsRead.push({ from, to, rows, times: Float64Array.from(rows, (r) => r.ts) });
+    return rows;
+  }
+
+  /** Who was denied what, per decision (by event id). */
+  decisionDetails(id: number): DecisionDetails {
+    const row = this.stmt.decisionDetails.get(id) as [string | null, string | null, string | null] | undefined;
+    return { principal: row?.[0] ?? null, tool: row?.[1] ?? null, permission: row?.[2] ?? null };
   }
 
   connections(from: number, to: number): ConnectionRow[] {

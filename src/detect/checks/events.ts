@@ -5,7 +5,7 @@
 import { poissonUpperTail } from '../../stats/distributions.js';
 import { toSignificant } from '../../stats/precision.js';
 import { median } from '../../stats/robust.js';
-import type { ConnectionRow, DecisionRow } from '../../store/detect.js';
+import type { ConnectionRow, DecisionDetails } from '../../store/detect.js';
 import {
   clock,
   countHealed,
@@ -19,6 +19,7 @@ import {
   type Check,
   type CheckFinding,
   type CheckOutput,
+  type Steps,
 } from '../context.js';
 
 const MIN_BASELINE_DECISIONS = 30;
@@ -43,12 +44,15 @@ function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[
 export const permissionSpike: Check = {
   name: 'permission_spike',
   types: ['permission_spike'],
-  run(ctx): CheckOutput {
+  *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
-    const window = groupBy(ctx.reads.decisions(ctx.windowStart, ctx.now), (d) => d.component);
-    const baseline = groupBy(ctx.reads.decisions(ctx.baselineStart, ctx.windowStart), (d) => d.component);
+    const baseline = groupBy(yield* ctx.reads.decisions(ctx.baselineStart, ctx.windowStart), (d) => d.component);
+    // Without a baseline to judge against there is nothing to judge: the window (a week of decisions, with a long lookback) need not be read.
+    if (![...baseline.values()].some((base) => base.length >= MIN_BASELINE_DECISIONS)) return { findings, examined };
+    const window = groupBy(yield* ctx.reads.decisions(ctx.windowStart, ctx.now), (d) => d.component);
     for (const [component, decisions] of window) {
+      yield;
       if (ctx.component !== undefined && component !== ctx.component) continue;
       const base = baseline.get(component) ?? [];
       if (base.length < MIN_BASELINE_DECISIONS) continue;
@@ -60,7 +64,10 @@ export const permissionSpike: Check = {
       const rate = run.hits / run.trials;
       const score = scoreOfP(run.pValue);
       if (rate / baseRate < MIN_DENIAL_RATIO || score < ctx.minScore) continue;
-      const denied = decisions.slice(run.index).filter((d) => d.denied);
+      const denied = decisions
+        .slice(run.index)
+        .filter((d) => d.denied)
+        .map((d) => ctx.reads.decisionDetails(d.id));
       const patterns = denialPatterns(denied, run.hits);
       const top = patterns[0];
       const onset = decisions[run.index]!.ts;
@@ -91,16 +98,16 @@ export const permissionSpike: Check = {
     }
     return { findings, examined };
   },
-  healed(ctx, anomaly) {
+  *healed(ctx, anomaly) {
     const rate = evidenceNumber(anomaly, 'denial_rate');
     const usual = evidenceNumber(anomaly, 'baseline_denial_rate');
     if (rate === null || usual === null) return null;
-    const since = ctx.reads.decisions(sinceLastSeen(ctx, anomaly), ctx.now).filter((d) => d.component === anomaly.component);
+    const since = (yield* ctx.reads.decisions(sinceLastSeen(ctx, anomaly), ctx.now)).filter((d) => d.component === anomaly.component);
     return rateHealed(since.filter((d) => d.denied).length, since.length, rate, usual);
   },
 };
 
-function denialPatterns(denied: DecisionRow[], total: number) {
+function denialPatterns(denied: DecisionDetails[], total: number) {
   return [...groupBy(denied, (d) => `${d.principal}\u0000${d.tool}\u0000${d.permission}`).values()]
     .map((rows) => ({
       principal: rows[0]!.principal,
@@ -116,7 +123,8 @@ function denialPatterns(denied: DecisionRow[], total: number) {
 export const connectionInstability: Check = {
   name: 'connection_instability',
   types: ['connection_instability'],
-  run(ctx): CheckOutput {
+  // a handful of events: nothing to pause for
+  *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
     const windowMs = ctx.now - ctx.windowStart;
@@ -185,7 +193,7 @@ export const connectionInstability: Check = {
     }
     return { findings, examined };
   },
-  healed(ctx, anomaly) {
+  *healed(ctx, anomaly) {
     const mtbfSeconds = evidenceNumber(anomaly, 'mtbf_seconds');
     const usualPerHour = evidenceNumber(anomaly, 'usual_per_hour');
     if (mtbfSeconds === null || usualPerHour === null || mtbfSeconds <= 0) return null;

@@ -7,7 +7,18 @@ import { toSignificant } from '../../stats/precision.js';
 import { MAD_TO_SIGMA, median, quantileOfSorted, sortedCopy } from '../../stats/robust.js';
 import { mannKendall, theilSen } from '../../stats/trend.js';
 import type { SeriesRow } from '../../store/store.js';
-import { clock, elevatedRun, scoreOfP, severityFor, type Check, type CheckFinding, type CheckOutput, type DetectionContext } from '../context.js';
+import type { Points } from '../../store/detect.js';
+import {
+  clock,
+  elevatedRun,
+  scoreOfP,
+  severityFor,
+  type Check,
+  type CheckFinding,
+  type CheckOutput,
+  type DetectionContext,
+  type Steps,
+} from '../context.js';
 
 export const MEMORY_METRIC = 'process.memory.usage';
 /** Series other checks own, or that are per-operation samples rather than a signal over time. */
@@ -40,24 +51,24 @@ function seriesFor(ctx: DetectionContext, name: string | undefined): SeriesRow[]
 export const memoryLeak: Check = {
   name: 'memory_leak',
   types: ['memory_leak'],
-  run(ctx): CheckOutput {
+  *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
     const span = Math.max(LEAK_WINDOW_MS, ctx.now - ctx.windowStart);
     const from = ctx.now - span;
     const width = span / LEAK_BUCKETS;
     for (const series of seriesFor(ctx, MEMORY_METRIC)) {
-      const { ts, values } = ctx.store.readPoints(series.id, from, ctx.now);
-      // The lowest point of each bucket: what is left after garbage collection.
+      yield;
+      // The lowest point of each bucket: what is left after garbage collection (found by SQLite:
+      // a week of points need not come out of it for 24 numbers).
       const lows: { x: number; y: number }[] = [];
-      let i = 0;
       for (let b = 0; b < LEAK_BUCKETS; b++) {
-        const end = from + (b + 1) * width;
-        let low = Infinity;
-        while (i < ts.length && ts[i]! < end) low = Math.min(low, values[i++]!);
-        if (low < Infinity) lows.push({ x: (b + 0.5) * (width / HOUR), y: low });
+        // [from + b * width, from + (b + 1) * width) as it is summed here, and never past now
+        const low = ctx.reads.extremes(series.id, from + b * width, Math.min(from + (b + 1) * width, ctx.now))?.min;
+        if (low !== undefined) lows.push({ x: (b + 0.5) * (width / HOUR), y: low });
       }
       if (lows.length < MIN_LEAK_BUCKETS) continue;
+      const last = ctx.reads.lastPoint(series.id, from, ctx.now)!;
       const fingerprint = `memory_leak|${series.component}`;
       examined.push(fingerprint);
       const ys = lows.map((l) => l.y);
@@ -73,7 +84,7 @@ export const memoryLeak: Check = {
       const p = trend.pValue / 2; // one-sided: growth only
       const score = scoreOfP(p);
       if (!steady || growthPct < MIN_GROWTH_PCT_PER_HOUR || score < ctx.minScore) continue;
-      const current = values[values.length - 1]!;
+      const current = last.value;
       findings.push({
         fingerprint,
         type: 'memory_leak',
@@ -84,7 +95,7 @@ export const memoryLeak: Check = {
           `${series.component} memory grows steadily, ${growthPct.toFixed(1)}%/h (${(fit.slope / 2 ** 20).toFixed(1)} MiB/h) ` +
           `over the last ${Math.round(span / HOUR)} h; now ${(current / 2 ** 20).toFixed(0)} MiB`,
         start_ts: from,
-        end_ts: ts[ts.length - 1]!,
+        end_ts: last.ts,
         score,
         magnitude: growthPct,
         evidence: {
@@ -147,19 +158,21 @@ function baselineOf(values: number[]): Baseline | null {
 export const genericSeries: Check = {
   name: 'generic',
   types: ['spike', 'dip', 'level_shift'],
-  run(ctx): CheckOutput {
+  *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
     for (const series of seriesFor(ctx, undefined)) {
       if (NOT_GENERIC.has(series.name)) continue;
-      const window = ctx.store.readPoints(series.id, ctx.windowStart, ctx.now);
-      if (window.ts.length < 3) continue;
-      const recent = baselineOf(ctx.store.readPoints(series.id, ctx.baselineStart, ctx.windowStart).values);
+      yield;
+      // The baseline first: without one, the window (a week of points, with a long lookback) need not be read.
+      const recent = baselineOf((yield* ctx.reads.points(series.id, ctx.baselineStart, ctx.windowStart)).values);
       if (!recent) continue;
+      const window = yield* ctx.reads.points(series.id, ctx.windowStart, ctx.now);
+      if (window.ts.length < 3) continue;
       const fingerprint = `generic|${series.id}`;
       examined.push(fingerprint);
       // The same hours a day earlier, when they exist: a daily rise is not a shift.
-      const seasonal = baselineOf(ctx.store.readPoints(series.id, ctx.windowStart - DAY - HOUR / 2, ctx.now - DAY + HOUR / 2).values);
+      const seasonal = baselineOf((yield* ctx.reads.points(series.id, ctx.windowStart - DAY - HOUR / 2, ctx.now - DAY + HOUR / 2)).values);
       const finding = levelShift(series, window, recent, seasonal, ctx) ?? spike(series, window, recent, seasonal, ctx);
       if (finding) findings.push(finding);
     }
@@ -174,7 +187,7 @@ function describeSeries(series: SeriesRow): string {
 
 function levelShift(
   series: SeriesRow,
-  window: { ts: number[]; values: number[] },
+  window: Points,
   recent: Baseline,
   seasonal: Baseline | null,
   ctx: DetectionContext,
@@ -226,7 +239,7 @@ function levelShift(
 
 function spike(
   series: SeriesRow,
-  window: { ts: number[]; values: number[] },
+  window: Points,
   recent: Baseline,
   seasonal: Baseline | null,
   ctx: DetectionContext,

@@ -7,7 +7,7 @@
 import { median, quantile } from '../../stats/robust.js';
 import { poissonUpperTail } from '../../stats/distributions.js';
 import { toSignificant } from '../../stats/precision.js';
-import type { RequestRow } from '../../store/detect.js';
+import type { RequestIds, Requests } from '../../store/detect.js';
 import { groupSignatures, messageTemplate } from '../signatures.js';
 import type { Anomaly } from '../../store/anomalies.js';
 import {
@@ -24,6 +24,7 @@ import {
   type CheckFinding,
   type CheckOutput,
   type DetectionContext,
+  type Steps,
 } from '../context.js';
 
 const sig = (value: number) => toSignificant(value, 4);
@@ -36,46 +37,71 @@ const CRITICAL_ERROR_RATE = 0.1;
 const AFFECTED_SHOWN = 10;
 const SIGNATURES_SHOWN = 5;
 
-interface Requests {
-  component: string;
-  window: RequestRow[];
-  baseline: RequestRow[];
+/** Components with requests in the window (the one asked about, when one is). */
+function requestComponents(ctx: DetectionContext): string[] {
+  return ctx.reads.componentsWithRequests(ctx.windowStart, ctx.now).filter((c) => ctx.component === undefined || c === ctx.component);
 }
 
-function requestsByComponent(ctx: DetectionContext): Requests[] {
-  const components = ctx.reads.componentsWithRequests(ctx.windowStart, ctx.now);
-  return components
-    .filter((c) => ctx.component === undefined || c === ctx.component)
-    .map((component) => ({
-      component,
-      window: ctx.reads.requests(component, ctx.windowStart, ctx.now),
-      baseline: ctx.reads.requests(component, ctx.baselineStart, ctx.windowStart),
-    }));
+/**
+ * The `count` slowest requests from index `from` on, slowest first, ties in time order: what a
+ * stable sort by duration, descending, puts first, without sorting them all.
+ */
+function slowest(requests: Requests, from: number, count: number): number[] {
+  const top: number[] = [];
+  const duration = requests.duration;
+  for (let i = from; i < requests.length; i++) {
+    const d = duration[i]!;
+    if (top.length === count && !(d > duration[top[count - 1]!]!)) continue;
+    let at = top.length;
+    while (at > 0 && d > duration[top[at - 1]!]!) at--;
+    top.splice(at, 0, i);
+    if (top.length > count) top.pop();
+  }
+  return top;
+}
+
+/** Requests (by index) with their trace and span ids, read now: only those shown need them. */
+function withIds(ctx: DetectionContext, requests: Requests, indices: number[]): { ids: RequestIds; i: number }[] {
+  return indices.flatMap((i) => {
+    const ids = ctx.reads.requestIds(requests.rowid[i]!);
+    return ids ? [{ ids, i }] : [];
+  });
+}
+
+/** The last `count` failed requests from index `from` on, in time order. */
+function lastFailed(requests: Requests, from: number, count: number): number[] {
+  const failed: number[] = [];
+  for (let i = requests.length - 1; i >= from && failed.length < count; i--) if (requests.error[i]) failed.push(i);
+  return failed.reverse();
 }
 
 export const latencySpike: Check = {
   name: 'latency_spike',
   types: ['latency_spike'],
-  run(ctx): CheckOutput {
+  *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
-    for (const { component, window, baseline } of requestsByComponent(ctx)) {
+    for (const component of requestComponents(ctx)) {
+      yield;
+      const baseline = yield* ctx.reads.requests(component, ctx.baselineStart, ctx.windowStart);
       if (baseline.length < MIN_BASELINE_REQUESTS) continue;
+      const window = yield* ctx.reads.requests(component, ctx.windowStart, ctx.now);
       const fingerprint = `latency_spike|${component}`;
       examined.push(fingerprint);
-      const baseDurations = baseline.map((r) => r.duration_ms);
+      const baseDurations = baseline.duration;
       const baseP50 = median(baseDurations);
       const baseP95 = quantile(baseDurations, 0.95);
-      const slow = window.map((r) => r.duration_ms > baseP95);
+      const slow = new Uint8Array(window.length);
+      for (let i = 0; i < window.length; i++) slow[i] = window.duration[i]! > baseP95 ? 1 : 0;
       const run = elevatedRun(slow, SLOW_SHARE);
       if (!run) continue;
-      const affected = window.slice(run.index);
-      const durations = affected.map((r) => r.duration_ms);
+      const durations = window.duration.subarray(run.index);
       const p50 = median(durations);
       const factor = baseP50 > 0 ? p50 / baseP50 : Infinity;
       const score = scoreOfP(run.pValue);
       if (factor < MIN_LATENCY_FACTOR || score < ctx.minScore) continue;
-      const onset = affected[0]!.start;
+      const onset = window.start[run.index]!;
+      const shown = slowest(window, run.index, AFFECTED_SHOWN);
       findings.push({
         fingerprint,
         type: 'latency_spike',
@@ -86,7 +112,7 @@ export const latencySpike: Check = {
           `${component} requests take ${factor.toFixed(1)}x their usual time since ${clock(onset)} UTC ` +
           `(p50 ${formatMs(p50)} vs ${formatMs(baseP50)}; ${run.hits} of ${run.trials} slower than the usual p95 ${formatMs(baseP95)})`,
         start_ts: onset,
-        end_ts: affected[affected.length - 1]!.start,
+        end_ts: window.start[window.length - 1]!,
         score,
         magnitude: factor,
         evidence: {
@@ -95,50 +121,58 @@ export const latencySpike: Check = {
           window: { requests: run.trials, p50_ms: sig(p50), p95_ms: sig(quantile(durations, 0.95)) },
           slower_than_baseline_p95: run.hits,
           p_value: run.pValue,
-          affected_requests: [...affected]
-            .sort((a, b) => b.duration_ms - a.duration_ms)
-            .slice(0, AFFECTED_SHOWN)
-            .map((r) => ({ trace_id: r.trace_id, span_id: r.span_id, start: new Date(r.start).toISOString(), duration_ms: sig(r.duration_ms) })),
+          affected_requests: withIds(ctx, window, shown).map(({ ids, i }) => ({
+            ...ids,
+            start: new Date(window.start[i]!).toISOString(),
+            duration_ms: sig(window.duration[i]!),
+          })),
         },
       });
     }
     return { findings, examined };
   },
-  healed(ctx, anomaly) {
+  *healed(ctx, anomaly) {
     const usualP95 = evidenceNumber(anomaly, 'baseline.p95_ms');
     const slow = evidenceNumber(anomaly, 'slower_than_baseline_p95');
     const trials = evidenceNumber(anomaly, 'window.requests');
     if (usualP95 === null || slow === null || trials === null || trials === 0) return null;
-    const since = requestsSinceLastSeen(ctx, anomaly);
-    return rateHealed(since.filter((r) => r.duration_ms > usualP95).length, since.length, slow / trials, SLOW_SHARE);
+    const since = yield* requestsSinceLastSeen(ctx, anomaly);
+    let slower = 0;
+    for (let i = 0; i < since.length; i++) if (since.duration[i]! > usualP95) slower++;
+    return rateHealed(slower, since.length, slow / trials, SLOW_SHARE);
   },
 };
 
 /** The component's requests in the window after the anomaly was last seen: what says whether it is over. */
-function requestsSinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): RequestRow[] {
+function requestsSinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): Steps<Requests> {
   return ctx.reads.requests(anomaly.component, sinceLastSeen(ctx, anomaly), ctx.now);
 }
 
 export const errorSpike: Check = {
   name: 'error_spike',
   types: ['error_spike'],
-  run(ctx): CheckOutput {
+  *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
     const withRequests = new Set<string>();
-    for (const { component, window, baseline } of requestsByComponent(ctx)) {
+    for (const component of requestComponents(ctx)) {
       withRequests.add(component);
+      yield;
+      const baseline = yield* ctx.reads.requests(component, ctx.baselineStart, ctx.windowStart);
       if (baseline.length < MIN_BASELINE_REQUESTS) continue;
+      const window = yield* ctx.reads.requests(component, ctx.windowStart, ctx.now);
       const fingerprint = `error_spike|${component}`;
       examined.push(fingerprint);
-      const baseErrors = baseline.filter((r) => r.error).length;
+      let baseErrors = 0;
+      for (let i = 0; i < baseline.length; i++) baseErrors += baseline.error[i]!;
       const baseRate = smoothedRate(baseErrors, baseline.length, 0.001);
-      const run = elevatedRun(window.map((r) => r.error), baseRate);
+      const run = elevatedRun(window.error, baseRate);
       if (!run) continue;
       const rate = run.hits / run.trials;
       const score = scoreOfP(run.pValue);
       if (rate / baseRate < MIN_ERROR_RATIO || score < ctx.minScore) continue;
-      const onset = window[run.index]!.start;
+      const onset = window.start[run.index]!;
+      const failed = lastFailed(window, run.index, AFFECTED_SHOWN);
       const signatures = errorSignatures(ctx, component, onset);
       const newOnes = signatures.filter((s) => s.new).length;
       findings.push({
@@ -152,7 +186,7 @@ export const errorSpike: Check = {
           (signatures[0] ? `; top error: ${signatures[0].template}${signatures[0].new ? ' (new)' : ''}` : '') +
           (newOnes > 1 ? ` (+${newOnes - 1} more new signatures)` : ''),
         start_ts: onset,
-        end_ts: window[window.length - 1]!.start,
+        end_ts: window.start[window.length - 1]!,
         score,
         magnitude: rate / baseRate,
         evidence: {
@@ -163,11 +197,7 @@ export const errorSpike: Check = {
           requests: run.trials,
           p_value: run.pValue,
           signatures,
-          failed_requests: window
-            .slice(run.index)
-            .filter((r) => r.error)
-            .slice(-AFFECTED_SHOWN)
-            .map((r) => ({ trace_id: r.trace_id, span_id: r.span_id, start: new Date(r.start).toISOString() })),
+          failed_requests: withIds(ctx, window, failed).map(({ ids, i }) => ({ ...ids, start: new Date(window.start[i]!).toISOString() })),
         },
       });
     }
@@ -201,13 +231,15 @@ export const errorSpike: Check = {
     }
     return { findings, examined };
   },
-  healed(ctx, anomaly) {
+  *healed(ctx, anomaly) {
     // the request-based finding; one from error events alone ends when it is not found again
     const rate = evidenceNumber(anomaly, 'error_rate');
     const usual = evidenceNumber(anomaly, 'baseline_error_rate');
     if (rate === null || usual === null) return null;
-    const since = requestsSinceLastSeen(ctx, anomaly);
-    return rateHealed(since.filter((r) => r.error).length, since.length, rate, usual);
+    const since = yield* requestsSinceLastSeen(ctx, anomaly);
+    let errors = 0;
+    for (let i = 0; i < since.length; i++) errors += since.error[i]!;
+    return rateHealed(errors, since.length, rate, usual);
   },
 };
 

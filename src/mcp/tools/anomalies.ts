@@ -2,7 +2,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { ANOMALY_TYPES } from '../../detect/context.js';
-import { detectAnomalies } from '../../detect/service.js';
+import { detectAnomaliesAsync } from '../../detect/service.js';
 import { ANOMALY_STATUSES, AnomalyConflictError, AnomalyStore, type Anomaly } from '../../store/anomalies.js';
 import type { Store } from '../../store/store.js';
 import { iso, parseDuration, parseTimeInput } from '../../time.js';
@@ -111,7 +111,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
           throw new Error(`at: ${(err as Error).message}`);
         }
       }
-      const result = detectAnomalies(store, {
+      const result = await detectAnomaliesAsync(store, {
         lookbackMs,
         ...(now !== undefined ? { now } : {}),
         ...(args.component !== undefined ? { component: args.component } : {}),
