@@ -159,9 +159,31 @@ const verifyInputs = z
     below: z.number().optional(),
     above: z.number().optional(),
     anomaly_id: z.string().min(1).optional(),
-    at: z.union([z.string(), z.number()]).optional().describe('end of the window (default now)'),
+    at: z
+      .union([z.string(), z.number()])
+      .superRefine((at, ctx) => {
+        // read as run() reads it, so a plan reports a time execute would refuse
+        try {
+          parseTimeInput(at);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      })
+      .optional()
+      .describe('end of the window (default now)'),
   })
-  .strict();
+  .strict()
+  // what the signal needs: in the schema, so a plan whose inputs are all known reports it
+  .superRefine((inputs, ctx) => {
+    const need = (field: string, message: string) => ctx.addIssue({ code: 'custom', path: field ? [field] : [], message });
+    if (inputs.signal === 'anomaly') {
+      if (!inputs.anomaly_id) need('anomaly_id', 'required for signal anomaly');
+      return;
+    }
+    if (!inputs.component) need('component', `required for signal ${inputs.signal}`);
+    if (inputs.signal === 'metric' && !inputs.metric) need('metric', 'required for signal metric');
+    if (inputs.below === undefined && inputs.above === undefined) need('', 'give below or above (or both)');
+  });
 
 function readSignal(store: Store, inputs: z.infer<typeof verifyInputs>, from: number, to: number): number | null {
   if (inputs.signal === 'latency_p95_ms' || inputs.signal === 'error_rate') {
@@ -485,16 +507,13 @@ export const ACTIONS: Record<string, ActionDefinition> = {
       const delay = parseDurationText(inputs.delay);
       if (delay > MAX_WAIT_MS) throw new Error(`delay: at most ${MAX_WAIT_MS / 60_000} minutes`);
       if (delay > 0) await sleep(delay, ctx.signal);
+      // the schema made sure the signal has what it needs
       if (inputs.signal === 'anomaly') {
-        if (!inputs.anomaly_id) throw new Error('anomaly_id: required for signal anomaly');
-        const anomaly = new AnomalyStore(ctx.store).get(inputs.anomaly_id);
+        const anomaly = new AnomalyStore(ctx.store).get(inputs.anomaly_id!);
         if (!anomaly) throw new Error(`anomaly_id: no anomaly "${inputs.anomaly_id}"`);
         if (anomaly.status !== 'resolved') throw new Error(`not healed: anomaly ${anomaly.id} is still ${anomaly.status}`);
         return { output: { healed: true, anomaly_id: anomaly.id, status: anomaly.status } };
       }
-      if (!inputs.component) throw new Error(`component: required for signal ${inputs.signal}`);
-      if (inputs.signal === 'metric' && !inputs.metric) throw new Error('metric: required for signal metric');
-      if (inputs.below === undefined && inputs.above === undefined) throw new Error('give below or above (or both)');
       const to = inputs.at === undefined ? Date.now() : parseTimeInput(inputs.at);
       const from = to - parseDurationText(inputs.window);
       const value = readSignal(ctx.store, inputs, from, to);

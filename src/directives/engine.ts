@@ -10,10 +10,9 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { normaliseRecord } from '../ingest/records.js';
 import { log } from '../log.js';
-import { DirectiveRunStore, isUniqueViolation, type DirectiveRunRow, type RunningRun, type RunStatus } from '../store/directives.js';
+import { DirectiveRunStore, isUniqueViolation, nestedRunId, parentRunId, type DirectiveRunRow, type RunningRun, type RunStatus } from '../store/directives.js';
 import type { Store } from '../store/store.js';
 import { ACTIONS, canonicalJson, type ActionContext, type ActionResult, type Undo } from './actions.js';
-import { parseDurationText } from './duration.js';
 import { DirectiveExpressions, hasTemplate, type ExpressionContext } from './expressions.js';
 import type { DirectiveLibrary } from './library.js';
 import { formatDiagnostic } from './load.js';
@@ -22,13 +21,15 @@ import type { CapabilityRegistry, ToolCaller, ToolInfo } from './registry.js';
 import { FORBIDDEN_KEYS, type DirectiveDefinition, type Permission, type StepDefinition, type StepKind } from './schema.js';
 import { forbiddenKey, resolveScript, runScript } from './scripts.js';
 import {
+  actionInputProblems,
   DEFAULT_STEP_TIMEOUT_MS,
   inputValueProblem,
   MAX_DIRECTIVE_DEPTH,
-  MAX_STEP_TIMEOUT_MS,
   stepKind,
   stepNeeds,
+  stepTimeoutMs,
   validateDirective,
+  waitProblem,
 } from './validate.js';
 
 export const MAX_STEPS_PER_RUN = 500;
@@ -72,6 +73,9 @@ export async function firstOf<T>(promise: Promise<T>, ms: number): Promise<T | n
   }
 }
 
+/** Target locks of nested directives (their run rows) held by runs this process is executing. */
+const heldLocks = new Set<string>();
+
 /** Runs this process is recovering (recoverInterrupted), so a second call does not take them over again. */
 const recovering = new Set<string>();
 
@@ -87,7 +91,7 @@ const HEARTBEAT_MS = 60_000;
  */
 function abandoned(run: RunningRun, now: number): boolean {
   if (recovering.has(run.id)) return false;
-  if (run.owner === OWNER) return !inFlight.has(run.id);
+  if (run.owner === OWNER) return !inFlight.has(run.id) && !heldLocks.has(run.id);
   const at = run.owner?.lastIndexOf(':') ?? -1;
   const pid = run.owner === null ? NaN : Number(run.owner.slice(at + 1));
   if (run.owner !== null && run.owner.slice(0, at) === hostname() && Number.isInteger(pid) && pid > 0) {
@@ -161,13 +165,28 @@ export interface RunView extends DirectiveRunRow {
   next: string | null;
 }
 
+/** One argument a tool would refuse, found without calling it: `argument` is its name (or a dotted path into it). */
+export interface ToolArgumentProblem {
+  argument: string;
+  message: string;
+}
+
+/**
+ * A tool caller that can also say what a tool would refuse in its arguments without calling it: its
+ * input schema, and what its handler parses itself (times) with the same function. Plan uses it to
+ * check `tool` steps; a caller without it leaves their arguments to the tool at execute.
+ */
+export interface ToolArgumentChecker {
+  check(name: string, args: Record<string, unknown>): ToolArgumentProblem[];
+}
+
 export interface EngineOptions {
   store: Store;
   library: DirectiveLibrary;
   scriptsDir: string;
   policy: Policy;
   capabilities?: CapabilityRegistry;
-  tools?: ToolCaller | null;
+  tools?: (ToolCaller & Partial<ToolArgumentChecker>) | null;
   /** Given to scripts as KIWI_ACTIONS_DIR: where they leave requests for the platform (e.g. restarts). */
   actionsDir?: string;
 }
@@ -209,6 +228,8 @@ interface RunState {
   mask: (value: unknown) => unknown;
   executed: number;
   tools: readonly ToolInfo[];
+  /** Target locks taken by nested directives, by directive and target: their run rows' ids. */
+  locks: Map<string, string>;
 }
 
 export class DirectiveEngine {
@@ -218,7 +239,7 @@ export class DirectiveEngine {
   private readonly scriptsDir: string;
   private readonly policy: Policy;
   private readonly capabilities: CapabilityRegistry;
-  private readonly tools: ToolCaller | null;
+  private readonly tools: (ToolCaller & Partial<ToolArgumentChecker>) | null;
   private readonly actionsDir: string | undefined;
 
   constructor(options: EngineOptions) {
@@ -473,7 +494,7 @@ export class DirectiveEngine {
     const tools = await this.toolList();
     const diagnostics = validateDirective(entry.loaded, { library: this.library, scriptsDir: this.scriptsDir, tools }, entry.name);
     if (diagnostics.length || !entry.loaded.directive) {
-      throw new Error(`directive ${name} is invalid:\n${diagnostics.slice(0, 20).map(formatDiagnostic).join('\n')}`);
+      throw new Error(`directive ${name} is invalid:\n${diagnostics.map(formatDiagnostic).join('\n')}`);
     }
     return { directive: entry.loaded.directive, tools };
   }
@@ -518,8 +539,70 @@ export class DirectiveEngine {
       }
       const holder = this.runs.activeFor(run.directive, run.target);
       throw new Error(
-        `target: ${run.directive} is already ${holder?.status ?? 'active'} for target "${run.target}" (run ${holder?.id ?? '?'}); one run per target at a time`,
+        `target: ${run.directive} is already ${holder?.status ?? 'active'} for target "${run.target}" (${this.holderText(holder)}); one run per target at a time`,
       );
+    }
+  }
+
+  /** The run holding a lock, for a refusal: a nested directive's lock names the run it is part of. */
+  private holderText(holder: DirectiveRunRow | null): string {
+    if (holder === null) return 'run ?';
+    const parentId = parentRunId(holder.id);
+    const parent = parentId === null ? null : this.runs.get(parentId);
+    return parent ? `run ${parent.id} (${parent.directive}), which runs ${holder.directive} nested` : `run ${holder.id}`;
+  }
+
+  /**
+   * A nested directive acts on its own target, so it takes that target's lock as a run of its own
+   * would (no other run changes the target meanwhile) and holds it until the outer run ends: the
+   * outer run's undo and rollback may still reach the nested changes. The lock is a run row of the
+   * nested directive (id `<outer run id>.<n>`, see nestedRunId), closed with the outer run's outcome.
+   */
+  private lockNested(state: RunState, childFrame: Frame): void {
+    const child = childFrame.directive;
+    const target = this.renderTarget(childFrame);
+    const key = `${child.name}\u0000${target}`;
+    if (state.locks.has(key)) return; // taken earlier in this run
+    const now = Date.now();
+    const id = nestedRunId(state.run.id, state.locks.size + 1);
+    const inputs = childFrame.context.inputs;
+    try {
+      this.runs.insert({
+        id,
+        directive: child.name,
+        version: child.version,
+        mode: 'execute',
+        status: 'running',
+        target,
+        inputs: state.mask(masker(child, inputs)(inputs)) as Record<string, unknown>,
+        plan: null,
+        steps: [],
+        requested_by: state.principal,
+        approved_by: state.run.approved_by,
+        error: null,
+        idempotency_key: null,
+        created_at: now,
+        updated_at: now,
+        expires_at: null,
+        finished_at: null,
+      });
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      const holder = this.runs.activeFor(child.name, target);
+      throw new Error(
+        `directive ${child.name}: already ${holder?.status ?? 'active'} for target "${target}" (${this.holderText(holder)}); one run per directive and target at a time`,
+      );
+    }
+    this.runs.claim(id, OWNER, now);
+    heldLocks.add(id);
+    state.locks.set(key, id);
+  }
+
+  /** Closes the nested directives' lock rows with the outer run's outcome: their targets are free again. */
+  private releaseNested(state: RunState, status: RunStatus, error: string | null): void {
+    for (const id of state.locks.values()) {
+      this.runs.save(id, { status, steps: [], error: error === null ? null : `as part of run ${state.run.id}: ${error}`, finished: true }, Date.now(), OWNER);
+      heldLocks.delete(id);
     }
   }
 
@@ -531,7 +614,9 @@ export class DirectiveEngine {
    */
   async recoverInterrupted(now = Date.now()): Promise<DirectiveRunRow[]> {
     const recovered: DirectiveRunRow[] = [];
-    for (const left of this.runs.running()) {
+    // a nested directive's lock last: its target stays taken until the outer run's undo is done
+    const leftRuns = this.runs.running().sort((a, b) => Number(parentRunId(a.id) !== null) - Number(parentRunId(b.id) !== null));
+    for (const left of leftRuns) {
       if (!abandoned(left, now) || !this.runs.takeOver(left, OWNER, now)) continue;
       recovering.add(left.id);
       try {
@@ -548,9 +633,10 @@ export class DirectiveEngine {
   private async undoInterrupted(left: RunningRun): Promise<DirectiveRunRow | null> {
     const as = { directive: left.directive, principal: left.requested_by ?? 'kiwi', runId: left.id, mask: (value: unknown) => value };
     const { undone, errors } = await this.undoChanges(as, 'kiwi', [...left.undo] as Undo[]);
+    const parent = parentRunId(left.id);
     const error =
       `interrupted: the process running it (${left.owner ?? 'unknown'}) stopped; ` +
-      (errors.length ? `rollback incomplete: ${errors.join('; ')}` : `${undone.length} change(s) undone`);
+      (errors.length ? `rollback incomplete: ${errors.join('; ')}` : parent !== null ? `its changes are undone with run ${parent}` : `${undone.length} change(s) undone`);
     const status = errors.length ? 'failed' : 'rolled_back';
     if (!this.runs.transition(left.id, 'running', status, Date.now(), { error, finished: true })) return null;
     this.store.appendAudit({ actor: 'kiwi', action: 'directive.interrupted', target: left.id, details: { directive: left.directive, owner: left.owner, status, undone } });
@@ -643,16 +729,26 @@ export class DirectiveEngine {
           else entry.foreach = this.foreachItems(frame, step.foreach).length;
         }
         entry.inputs = this.renderForPlan(frame, step.inputs ?? {}, step.foreach !== undefined);
-        if (kind === 'action' && !containsDeferred(entry.inputs)) {
+        // Each value known now (constants, inputs, run) is checked as the step will check it, so a
+        // clean plan does not fail at execute on one of them; a value waiting for an earlier step's
+        // output is left to execute, and the plan shows it as deferred.
+        const inputs = entry.inputs as Record<string, unknown>;
+        if (kind === 'action') {
           const action = ACTIONS[needs.ref]!;
-          const parsed = action.inputs.safeParse(entry.inputs);
-          if (!parsed.success) throw new Error(`inputs: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(inputs)'}: ${i.message}`).join('; ')}`);
-          entry.description = action.describe ? action.describe({ store: this.store, runs: this.runs, policy: this.policy }, parsed.data) : null;
+          const complete = !containsDeferred(inputs);
+          const parsed = complete ? action.inputs.safeParse(inputs) : null;
+          const problems = parsed === null ? actionInputProblems(needs.ref, inputs).map((p) => p.message) : parsed.success ? [] : parsed.error.issues.map(issueText);
+          const wait = waitProblem(step, inputs, stepTimeoutMs(step));
+          if (wait) problems.push(`${wait.field}: ${wait.message}`);
+          if (problems.length) throw new Error(problems.join('; '));
+          if (parsed?.success) entry.description = action.describe ? action.describe({ store: this.store, runs: this.runs, policy: this.policy }, parsed.data) : null;
         } else if (kind === 'script') {
           entry.description = `run scripts/${step.script} (no shell; inputs as JSON on stdin)`;
           resolveScript(this.scriptsDir, step.script!);
         } else if (kind === 'tool') {
           entry.description = `call Kiwi tool ${needs.ref}`;
+          const problems = this.toolArgumentProblems(needs.ref, inputs);
+          if (problems.length) throw new Error(problems.join('; '));
         } else if (kind === 'directive') {
           entry.description = `run directive ${needs.ref}`;
           this.planChild(frame, step, entry, principal, tools, out);
@@ -661,6 +757,20 @@ export class DirectiveEngine {
         entry.error = (err as Error).message;
       }
     });
+  }
+
+  /**
+   * What the tool would refuse in the arguments known now, as `argument: reason`. Arguments waiting
+   * for an earlier step's output are not passed, and nothing is said of them (not even "required").
+   */
+  private toolArgumentProblems(tool: string, inputs: Record<string, unknown>): string[] {
+    if (!this.tools?.check) return [];
+    const waiting = new Set(Object.keys(inputs).filter((key) => containsDeferred(inputs[key])));
+    const known = Object.fromEntries(Object.entries(inputs).filter(([key]) => !waiting.has(key)));
+    return this.tools
+      .check(tool, known)
+      .filter((p) => !waiting.has(p.argument.split('.')[0]!))
+      .map((p) => (p.argument === '' ? p.message : `${p.argument}: ${p.message}`));
   }
 
   private planChild(frame: Frame, step: StepDefinition, entry: PlannedStep, principal: string, tools: readonly ToolInfo[], out: PlannedStep[]): void {
@@ -724,19 +834,31 @@ export class DirectiveEngine {
     if (stop?.aborted) onStop();
     else stop?.addEventListener('abort', onStop, { once: true });
     this.runs.claim(run.id, OWNER, Date.now());
-    // a live run moves updated_at, whatever its steps do, so no other host takes it for abandoned
-    const heartbeat = setInterval(() => this.runs.touch(run.id, OWNER, Date.now()), HEARTBEAT_MS);
+    const locks = new Map<string, string>();
+    // a live run moves updated_at (and its nested directives' locks'), whatever its steps do, so no other host takes it for abandoned
+    const heartbeat = setInterval(() => {
+      for (const id of [run.id, ...locks.values()]) this.runs.touch(id, OWNER, Date.now());
+    }, HEARTBEAT_MS);
     heartbeat.unref();
-    const done = this.executeRun(run, frame, principal, tools, controller.signal).finally(() => {
+    const done = this.executeRun(run, frame, principal, tools, controller.signal, locks).finally(() => {
       clearInterval(heartbeat);
       stop?.removeEventListener('abort', onStop);
       inFlight.delete(run.id);
+      // released by now, unless the run was taken over or failed unexpectedly: then recovery closes them
+      for (const id of locks.values()) heldLocks.delete(id);
     });
     inFlight.set(run.id, { store: this.store, controller, done });
     return done;
   }
 
-  private async executeRun(run: DirectiveRunRow, frame: Frame, principal: string, tools: readonly ToolInfo[], interrupted: AbortSignal): Promise<DirectiveRunRow> {
+  private async executeRun(
+    run: DirectiveRunRow,
+    frame: Frame,
+    principal: string,
+    tools: readonly ToolInfo[],
+    interrupted: AbortSignal,
+    locks: Map<string, string>,
+  ): Promise<DirectiveRunRow> {
     const state: RunState = {
       run,
       interrupted,
@@ -747,6 +869,7 @@ export class DirectiveEngine {
       mask: masker(frame.directive, frame.context.inputs),
       executed: 0,
       tools,
+      locks,
     };
     let failure: Error | null = null;
     try {
@@ -779,6 +902,8 @@ export class DirectiveEngine {
       error = `finally: ${finallyErrors.join('; ')}`;
     }
     error = error === null ? null : (state.mask(error) as string);
+    // only now, after the undo, rollback and finally steps: they may change the nested directives' targets
+    this.releaseNested(state, status, error);
     if (!this.runs.save(run.id, { status, steps: state.records, error, finished: true }, Date.now(), OWNER)) return this.runs.get(run.id)!;
     this.store.appendAudit({
       actor: principal,
@@ -885,7 +1010,7 @@ export class DirectiveEngine {
         return fail((err as Error).message, { ref: needs.ref });
       }
     }
-    const timeoutMs = step.timeout !== undefined ? Math.min(parseDurationText(step.timeout), MAX_STEP_TIMEOUT_MS) : kind === 'directive' ? MAX_STEP_TIMEOUT_MS : DEFAULT_STEP_TIMEOUT_MS;
+    const timeoutMs = stepTimeoutMs(step);
     const outputs: unknown[] = [];
     for (let index = 0; index < items.length; index++) {
       const itemStarted = Date.now();
@@ -965,12 +1090,16 @@ export class DirectiveEngine {
       if (result.isError) throw new Error(`${ref}: ${result.text.slice(0, 500)}`);
       return { output: result.structured ?? { text: result.text.slice(0, 4000) } };
     }
-    // a nested directive: same run, same undo stack; its rollback steps run with ours
+    // A nested directive: same run, same undo stack; its rollback steps run with ours, after the
+    // undo. Its finally steps run when it ends, as a called function's finally block does, before
+    // the outer run handles a failure (undo, rollback): they close what it opened, whatever the
+    // outer run then does. Its target stays locked until the outer run ends (lockNested).
     if (frame.stack.includes(ref)) throw new Error(`directive cycle: ${[...frame.stack, ref].join(' -> ')}`);
     if (frame.depth + 1 >= MAX_DIRECTIVE_DEPTH) throw new Error(`directives nest deeper than ${MAX_DIRECTIVE_DEPTH}`);
     const child = this.library.get(ref)?.loaded.directive;
     if (!child) throw new Error(`directive ${ref} is not available`);
     const childFrame = this.childFrame(frame, child, resolveInputs(child, inputs), `${frame.prefix}${ref}>`);
+    this.lockNested(state, childFrame);
     const childMask = masker(child, childFrame.context.inputs);
     const parentMask = state.mask;
     state.mask = (v) => childMask(parentMask(v));
@@ -1001,7 +1130,7 @@ export class DirectiveEngine {
     const action = ACTIONS[name];
     if (!action) throw new Error(`unknown action "${name}"`);
     const parsed = action.inputs.safeParse(inputs);
-    if (!parsed.success) throw new Error(`inputs: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(inputs)'}: ${i.message}`).join('; ')}`);
+    if (!parsed.success) throw new Error(`inputs: ${parsed.error.issues.map(issueText).join('; ')}`);
     const ctx: ActionContext = {
       store: this.store,
       runs: this.runs,
@@ -1079,6 +1208,11 @@ interface DeniedPermission {
 
 function describeDenied(denied: readonly DeniedPermission[]): string {
   return [...new Set(denied.map((d) => `${d.perm} (${d.step.path} ${d.step.ref})`))].join(', ');
+}
+
+/** A schema issue of an action's inputs, as `argument: reason`. */
+function issueText(issue: { path: readonly PropertyKey[]; message: string }): string {
+  return `${issue.path.map(String).join('.') || '(inputs)'}: ${issue.message}`;
 }
 
 function autoName(path: string): string {

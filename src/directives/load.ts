@@ -4,7 +4,7 @@
  */
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, Parser, parseDocument, type Document, type Node, type YAMLError } from 'yaml';
 import { z } from 'zod';
-import { directiveSchema, FORBIDDEN_KEYS, type DirectiveDefinition } from './schema.js';
+import { directiveSchema, FORBIDDEN_KEYS, IDENTIFIER, type DirectiveDefinition, type InputSpec, type Permission, type StepDefinition } from './schema.js';
 
 export const MAX_DIRECTIVE_BYTES = 256 * 1024;
 export const MAX_YAML_DEPTH = 32;
@@ -25,11 +25,34 @@ export function formatDiagnostic(d: Diagnostic): string {
 
 export type YamlPath = readonly (string | number)[];
 
+/** A path as the schema's messages write it: `steps[2].conditional.then[0]`. */
+export function formatYamlPath(path: YamlPath): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+}
+
+/**
+ * A file that is YAML but fails the schema, as far as it passed it: what failed is left out and
+ * named, so the checks beyond the schema skip what they cannot judge and still run on the rest
+ * (one mistake does not hide the others). A failed step keeps only its name (later references to
+ * it are not "unknown") and its conditional's branches, whose steps stand or fall on their own.
+ */
+export interface PartialDirective {
+  directive: DirectiveDefinition;
+  /** Top-level fields with a schema error in them: name, version, inputs, permissions, target, steps, ... */
+  failedFields: ReadonlySet<string>;
+  /** Inputs whose declaration failed: left out of `directive.inputs`. */
+  failedInputs: ReadonlySet<string>;
+  /** Steps with a schema error of their own (not only in a conditional's branches), as formatYamlPath writes their path. */
+  failedSteps: ReadonlySet<string>;
+}
+
 export interface LoadedDirective {
   file: string;
   text: string;
   /** Present when the file parsed and matched the schema. */
   directive: DirectiveDefinition | null;
+  /** Present when the file parsed as YAML but failed the schema. */
+  partial: PartialDirective | null;
   errors: Diagnostic[];
   /** Line and column (1-based) of the node at `path`, or of its nearest existing ancestor. */
   locate(path: YamlPath): { line: number; column: number };
@@ -37,7 +60,7 @@ export interface LoadedDirective {
 
 /** A directive that could not be read at all: one diagnostic at the top of the file. */
 export function failedLoad(file: string, message: string, text = ''): LoadedDirective {
-  return { file, text, directive: null, errors: [{ file, line: 1, column: 1, message }], locate: () => ({ line: 1, column: 1 }) };
+  return { file, text, directive: null, partial: null, errors: [{ file, line: 1, column: 1, message }], locate: () => ({ line: 1, column: 1 }) };
 }
 
 export function sizeMessage(bytes: number): string {
@@ -65,7 +88,7 @@ export function loadDirectiveText(text: string, file: string): LoadedDirective {
     return empty(err instanceof RangeError ? `${DEPTH_MESSAGE} (the YAML parser ran out of stack)` : `YAML could not be parsed: ${firstLine(String((err as Error)?.message ?? err))}`);
   }
   const locate = (path: YamlPath) => at(nodeAt(doc, path).range?.[0] ?? 0);
-  const result: LoadedDirective = { file, text, directive: null, errors, locate };
+  const result: LoadedDirective = { file, text, directive: null, partial: null, errors, locate };
 
   const syntax = describeYamlErrors(text, [...doc.errors, ...doc.warnings], doc.contents, (offset) => at(offset).line);
   const seen = new Set<string>();
@@ -98,10 +121,69 @@ export function loadDirectiveText(text: string, file: string): LoadedDirective {
   if (!parsed.success) {
     for (const issue of parsed.error.issues) errors.push({ file, ...issuePosition(issue, doc, at), message: issueMessage(issue) });
     errors.sort((a, b) => a.line - b.line || a.column - b.column);
+    result.partial = partialDirective(value, parsed.error.issues);
     return result;
   }
   result.directive = parsed.data;
   return result;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** What of `value` passed the schema, given the schema's issues (see PartialDirective); null when it is not a mapping. */
+function partialDirective(value: unknown, issues: readonly Issue[]): PartialDirective | null {
+  if (!isMapping(value)) return null;
+  const paths = issues.map((issue) => issue.path.filter((p): p is string | number => typeof p !== 'symbol'));
+  const startsWith = (path: YamlPath, prefix: YamlPath) => path.length >= prefix.length && prefix.every((segment, i) => path[i] === segment);
+  const failedAt = (prefix: YamlPath) => paths.some((p) => startsWith(p, prefix));
+  const failedFields = new Set(paths.flatMap((p) => (typeof p[0] === 'string' ? [p[0]] : [])));
+  const text = (key: string) => (!failedFields.has(key) && typeof value[key] === 'string' ? value[key] : '');
+
+  const failedInputs = new Set<string>();
+  const inputs: Record<string, InputSpec> = {};
+  if (isMapping(value.inputs)) {
+    for (const [name, spec] of Object.entries(value.inputs)) {
+      if (failedAt(['inputs', name])) failedInputs.add(name);
+      else inputs[name] = spec as InputSpec;
+    }
+  }
+
+  const failedSteps = new Set<string>();
+  const stepsAt = (list: unknown, path: YamlPath): StepDefinition[] => (Array.isArray(list) ? list.map((step, i) => stepAt(step, [...path, i])) : []);
+  const stepAt = (step: unknown, path: YamlPath): StepDefinition => {
+    if (!isMapping(step)) {
+      failedSteps.add(formatYamlPath(path));
+      return {};
+    }
+    const branches = [[...path, 'conditional', 'then'], [...path, 'conditional', 'else']];
+    const inBranchStep = (p: YamlPath) => branches.some((branch) => startsWith(p, branch) && p.length > branch.length);
+    const own = paths.some((p) => startsWith(p, path) && !inBranchStep(p));
+    const c = isMapping(step.conditional) ? step.conditional : null;
+    const conditional = c && {
+      if: typeof c.if === 'boolean' || typeof c.if === 'string' ? c.if : true,
+      then: stepsAt(c.then, branches[0]!),
+      ...(c.else === undefined ? {} : { else: stepsAt(c.else, branches[1]!) }),
+    };
+    if (!own) return { ...(step as StepDefinition), ...(conditional ? { conditional } : {}) };
+    failedSteps.add(formatYamlPath(path));
+    const name = typeof step.name === 'string' && IDENTIFIER.test(step.name) ? step.name : undefined;
+    return { ...(name === undefined ? {} : { name }), ...(conditional ? { conditional } : {}) };
+  };
+
+  const directive: DirectiveDefinition = {
+    name: text('name'),
+    version: text('version'),
+    description: text('description'),
+    inputs,
+    permissions: Array.isArray(value.permissions) ? (value.permissions.filter((_, i) => !failedAt(['permissions', i])) as Permission[]) : [],
+    ...(failedFields.has('target') || typeof value.target !== 'string' ? {} : { target: value.target }),
+    steps: stepsAt(value.steps, ['steps']),
+    rollback: stepsAt(value.rollback, ['rollback']),
+    finally: stepsAt(value.finally, ['finally']),
+  };
+  return { directive, failedFields, failedInputs, failedSteps };
 }
 
 function firstLine(message: string): string {
@@ -367,7 +449,7 @@ function issuePosition(issue: Issue, doc: Document, at: (offset: number) => { li
 
 function issueMessage(issue: Issue): string {
   const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
-  const where = path.length ? `${path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('')}: ` : '';
+  const where = path.length ? `${formatYamlPath(path)}: ` : '';
   if (issue.code === 'unrecognized_keys') return `${where}unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   if (issue.code === 'invalid_type' && issue.input === undefined) return `${where}required field is missing (${issue.expected})`;
   return `${where}${issue.message}`;

@@ -1,9 +1,11 @@
 /**
  * Checks beyond the schema, each placed at file:line:column: unknown actions, scripts, tools and
  * directives; script paths outside scripts/; permissions a step needs but the directive does not
- * declare; expressions that do not parse, name unknown inputs or steps, or have the wrong type;
- * duplicate step names; directive cycles; a wait or verify delay its step's timeout cannot hold;
- * a step timeout without a unit.
+ * declare; expressions that do not parse, name unknown inputs or steps, read a step whose output
+ * does not exist yet where they are evaluated, or have the wrong type; duplicate step names;
+ * directive cycles; a wait or verify delay its step's timeout cannot hold; a step timeout without
+ * a unit. A file that fails the schema is still checked in the parts that passed it, so one
+ * mistake does not hide the others; at most MAX_DIAGNOSTICS are reported.
  */
 import { z } from 'zod';
 import { isSettingKey, SETTINGS } from '../settings.js';
@@ -11,7 +13,7 @@ import { ACTIONS, MAX_WAIT_MS } from './actions.js';
 import { parseDurationText } from './duration.js';
 import { DirectiveExpressions, hasTemplate, type ExpressionScope } from './expressions.js';
 import { allSteps, type DirectiveLibrary, type StepVisit } from './library.js';
-import { formatDiagnostic, type Diagnostic, type LoadedDirective, type YamlPath } from './load.js';
+import { formatDiagnostic, formatYamlPath, type Diagnostic, type LoadedDirective, type PartialDirective, type YamlPath } from './load.js';
 import { CAPABILITY_NAMES, CAPABILITY_TOOLS, REFUSED_TOOLS, type CapabilityName, type ToolInfo } from './registry.js';
 import type { DirectiveDefinition, InputSpec, Permission, StepDefinition, StepKind } from './schema.js';
 import { resolveScript, ScriptRefError } from './scripts.js';
@@ -19,6 +21,8 @@ import { resolveScript, ScriptRefError } from './scripts.js';
 export const MAX_STEP_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_STEP_TIMEOUT_MS = 60_000;
 export const MAX_DIRECTIVE_DEPTH = 4;
+/** Diagnostics reported for one file; past it, one more says how many were left out. */
+export const MAX_DIAGNOSTICS = 20;
 
 export interface ValidationContext {
   library: DirectiveLibrary;
@@ -85,14 +89,20 @@ function publicActions(): string[] {
     .map(([n]) => n);
 }
 
-/** Every diagnostic for a loaded directive (schema errors first; semantic checks only when the schema passed). */
+/**
+ * Every diagnostic for a loaded directive, in file order, at most MAX_DIAGNOSTICS (and one saying
+ * how many more): YAML and schema errors, and the checks beyond the schema on what passed it.
+ */
 export function validateDirective(loaded: LoadedDirective, ctx: ValidationContext, expectedName?: string): Diagnostic[] {
-  if (!loaded.directive) return loaded.errors;
-  const d = loaded.directive;
-  const diagnostics: Diagnostic[] = [];
+  const source: PartialDirective | null = loaded.directive
+    ? { directive: loaded.directive, failedFields: new Set(), failedInputs: new Set(), failedSteps: new Set() }
+    : loaded.partial;
+  if (!source) return bounded(loaded.errors);
+  const { directive: d, failedFields, failedInputs, failedSteps } = source;
+  const diagnostics: Diagnostic[] = [...loaded.errors];
   const report = (path: YamlPath, message: string) => diagnostics.push({ file: loaded.file, ...loaded.locate(path), message });
 
-  if (expectedName !== undefined && d.name !== expectedName) {
+  if (expectedName !== undefined && !failedFields.has('name') && d.name !== expectedName) {
     report(['name'], `name "${d.name}" does not match the file name "${expectedName}"`);
   }
 
@@ -105,8 +115,8 @@ export function validateDirective(loaded: LoadedDirective, ctx: ValidationContex
     if (spec.secret && spec.type !== 'string') report(['inputs', name, 'secret'], 'only string inputs can be secret');
   }
 
-  const steps = allSteps(d);
-  const names = new Map<string, StepVisit>();
+  const steps = placeSteps(d);
+  const names = new Map<string, PlacedStep>();
   for (const visit of steps) {
     const name = visit.step.name;
     if (name === undefined) continue;
@@ -115,32 +125,40 @@ export function validateDirective(loaded: LoadedDirective, ctx: ValidationContex
   }
 
   const expressions = new DirectiveExpressions(inputs);
-  const stepNames = new Set(names.keys());
-  const declared = new Set<Permission>(d.permissions ?? []);
-  const checkTemplate = (value: unknown, path: YamlPath, scope: ExpressionScope, condition = false) => {
+  // an input that failed the schema is left out of `inputs`: what its expressions would say of it is not news
+  const aboutFailedInput = (error: string) => [...failedInputs].some((name) => new RegExp(`\\binputs\\.${name}\\b|No such key: ${name}\\b`).test(error));
+  // permissions that failed the schema may be the one a step needs: "not declared" would be wrong
+  const declared = failedFields.has('permissions') ? null : new Set<Permission>(d.permissions ?? []);
+  const checkTemplate = (value: unknown, path: YamlPath, scope: ExpressionScope, at: PlacedStep | null, condition = false) => {
     if (typeof value === 'boolean' && condition) return;
     if (typeof value === 'string') {
       if (!condition && !hasTemplate(value)) return;
-      for (const error of expressions.check(value, scope, condition)) report(path, error);
+      for (const error of expressions.check(value, scope, condition)) {
+        if (!aboutFailedInput(error)) report(path, stepOrderMessage(error, at, names, loaded));
+      }
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) => checkTemplate(v, [...path, i], scope));
+      value.forEach((v, i) => checkTemplate(v, [...path, i], scope, at));
     } else if (value !== null && typeof value === 'object') {
-      for (const [k, v] of Object.entries(value)) checkTemplate(v, [...path, k], scope);
+      for (const [k, v] of Object.entries(value)) checkTemplate(v, [...path, k], scope, at);
     }
   };
 
-  if (d.target !== undefined) checkTemplate(d.target, ['target'], { stepNames: new Set(), inForeach: false });
+  if (d.target !== undefined && !failedFields.has('target')) checkTemplate(d.target, ['target'], { stepNames: new Set(), inForeach: false }, null);
 
-  for (const { step, path } of steps) {
+  for (const placed of steps) {
+    const { step, path } = placed;
+    if (failedSteps.has(formatYamlPath(path))) continue; // the schema error is reported; its name still counts above
+    // only the steps that ran before this one have output here
+    const stepNames = placed.before;
     const scope: ExpressionScope = { stepNames, inForeach: step.foreach !== undefined };
-    if (step.if !== undefined) checkTemplate(step.if, [...path, 'if'], { stepNames, inForeach: false }, true);
-    if (step.conditional) checkTemplate(step.conditional.if, [...path, 'conditional', 'if'], { stepNames, inForeach: false }, true);
+    if (step.if !== undefined) checkTemplate(step.if, [...path, 'if'], { stepNames, inForeach: false }, placed, true);
+    if (step.conditional) checkTemplate(step.conditional.if, [...path, 'conditional', 'if'], { stepNames, inForeach: false }, placed, true);
     if (typeof step.foreach === 'string') {
       const errors = expressions.check(step.foreach, { stepNames, inForeach: false }, false);
-      for (const e of errors) report([...path, 'foreach'], e);
+      for (const e of errors) if (!aboutFailedInput(e)) report([...path, 'foreach'], stepOrderMessage(e, placed, names, loaded));
       if (!hasTemplate(step.foreach)) report([...path, 'foreach'], 'foreach takes a list or one "{{ expression }}" yielding a list');
     }
-    if (step.inputs) checkTemplate(step.inputs, [...path, 'inputs'], scope);
+    if (step.inputs) checkTemplate(step.inputs, [...path, 'inputs'], scope, placed);
     let timeoutMs: number | null = step.timeout === undefined ? DEFAULT_STEP_TIMEOUT_MS : null;
     if (typeof step.timeout === 'number') {
       // a bare number would be milliseconds: `timeout: 10` meant 10 s and gave 10 ms
@@ -154,7 +172,10 @@ export function validateDirective(loaded: LoadedDirective, ctx: ValidationContex
         report([...path, 'timeout'], (err as Error).message);
       }
     }
-    if (timeoutMs !== null && step.action !== undefined) checkWaitFitsTimeout(step, path, timeoutMs, report);
+    if (timeoutMs !== null && step.action !== undefined) {
+      const wait = waitProblem(step, step.inputs, timeoutMs);
+      if (wait) report(path, wait.message);
+    }
 
     let needs: StepNeeds;
     try {
@@ -182,7 +203,7 @@ export function validateDirective(loaded: LoadedDirective, ctx: ValidationContex
       }
     }
     for (const permission of needs.permissions) {
-      if (!declared.has(permission)) {
+      if (declared !== null && !declared.has(permission)) {
         const why = needs.kind === 'directive' ? `directive "${needs.ref}" declares it` : `${needs.kind} "${needs.ref}" needs it`;
         report([...path, needs.kind], `permission "${permission}" is not declared in permissions (${why})`);
       }
@@ -198,61 +219,145 @@ export function validateDirective(loaded: LoadedDirective, ctx: ValidationContex
       }
     }
   }
-  return diagnostics.sort((a, b) => a.line - b.line || a.column - b.column);
+  return bounded(diagnostics.sort((a, b) => a.line - b.line || a.column - b.column));
+}
+
+/** The first MAX_DIAGNOSTICS, and one more at the next saying how many are left out. */
+function bounded(diagnostics: Diagnostic[]): Diagnostic[] {
+  if (diagnostics.length <= MAX_DIAGNOSTICS) return diagnostics;
+  const next = diagnostics[MAX_DIAGNOSTICS]!;
+  const left = diagnostics.length - MAX_DIAGNOSTICS;
+  return [...diagnostics.slice(0, MAX_DIAGNOSTICS), { ...next, message: `and ${left} more problem${left > 1 ? 's' : ''} from here on, not shown; fix these first` }];
+}
+
+/** A step with where it runs: `before` holds the names of the steps that have run (or may have) when it starts. */
+interface PlacedStep extends StepVisit {
+  before: ReadonlySet<string>;
+  /** The conditional branches it is inside, outermost first: the conditional's path and the branch. */
+  branches: readonly { at: string; branch: 'then' | 'else' }[];
+}
+
+/**
+ * Every step in file order with the steps whose output exists when it runs: the main steps before
+ * it (a step after a conditional may read either branch's steps: one of them may have run), but not
+ * those of the other branch of a conditional it is in (they never run in the same run), nor itself.
+ * `rollback` steps may read any main step and the rollback steps before them; `finally` steps any
+ * main or rollback step and the finally steps before them. A nested directive's steps are its own
+ * (read through the directive step's output) and are checked in its file.
+ */
+function placeSteps(d: Pick<DirectiveDefinition, 'steps' | 'rollback' | 'finally'>): PlacedStep[] {
+  const out: PlacedStep[] = [];
+  const walk = (steps: readonly StepDefinition[], path: YamlPath, branches: PlacedStep['branches'], done: Set<string>) => {
+    steps.forEach((step, i) => {
+      const here = [...path, i];
+      out.push({ step, path: here, before: new Set(done), branches });
+      if (step.conditional) {
+        const at = formatYamlPath(here);
+        const afterThen = new Set(done);
+        const afterElse = new Set(done);
+        walk(step.conditional.then, [...here, 'conditional', 'then'], [...branches, { at, branch: 'then' }], afterThen);
+        walk(step.conditional.else ?? [], [...here, 'conditional', 'else'], [...branches, { at, branch: 'else' }], afterElse);
+        for (const name of [...afterThen, ...afterElse]) done.add(name);
+      }
+      if (step.name !== undefined) done.add(step.name);
+    });
+  };
+  const done = new Set<string>();
+  walk(d.steps, ['steps'], [], done);
+  walk(d.rollback ?? [], ['rollback'], [], done);
+  walk(d.finally ?? [], ['finally'], [], done);
+  return out;
+}
+
+/**
+ * An expression's "unknown step" error about a step that does exist, said as what is wrong: it runs
+ * later, it is this step, or it is in the other branch of a conditional. `at` is the step the
+ * expression belongs to (null: the target, decided before any step runs). Other errors pass as they are.
+ */
+function stepOrderMessage(error: string, at: PlacedStep | null, names: ReadonlyMap<string, PlacedStep>, loaded: LoadedDirective): string {
+  const match = /^unknown step "([^"]+)"( in .*)$/s.exec(error);
+  const target = match ? names.get(match[1]!) : undefined;
+  if (!match || !target) return error;
+  const [, name, rest] = match;
+  const where = `${formatYamlPath(target.path)}, line ${loaded.locate(target.path).line}`;
+  if (at === null) return `step "${name}" (${where}) has not run when the target is decided, before any step${rest}`;
+  if (target === at) return `step "${name}" is this step: its output exists only once it has run${rest}`;
+  const split = at.branches.find((mine) => target.branches.some((theirs) => theirs.at === mine.at && theirs.branch !== mine.branch));
+  if (split) return `step "${name}" (${where}) is in the other branch of the conditional at ${split.at}: it never runs in the same run as this one${rest}`;
+  return `step "${name}" runs later (${where}): its output does not exist yet here${rest}`;
 }
 
 /** For actions: unknown input keys, missing required keys, and literal values of the wrong type. */
 function checkActionInputs(step: StepDefinition, path: YamlPath, report: (path: YamlPath, message: string) => void): void {
-  const action = ACTIONS[step.action!]!;
-  const shape = action.inputs.shape as Record<string, z.ZodType>;
-  const loose = action.inputs.def.catchall !== undefined && !(action.inputs.def.catchall instanceof z.ZodNever);
   const given = step.inputs ?? {};
-  for (const [key, value] of Object.entries(given)) {
-    const field = shape[key];
-    if (!field) {
-      if (!loose) report([...path, 'inputs', key], `${step.action} takes no input "${key}"; it takes ${Object.keys(shape).join(', ')}`);
-      continue;
-    }
-    if (containsTemplate(value)) continue;
-    const parsed = field.safeParse(value);
-    if (!parsed.success) report([...path, 'inputs', key], `${key}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-  }
-  for (const [key, field] of Object.entries(shape)) {
-    if (!(key in given) && !field.safeParse(undefined).success) report([...path, 'inputs'], `${step.action} needs input "${key}"`);
-  }
+  for (const problem of actionInputProblems(step.action!, given)) report([...path, 'inputs', ...(problem.key === null ? [] : [problem.key])], problem.message);
   if (step.action!.startsWith('settings.') && typeof given.key === 'string' && !hasTemplate(given.key) && !isSettingKey(given.key)) {
     report([...path, 'inputs', 'key'], `unknown setting "${given.key}"; known: ${Object.keys(SETTINGS).join(', ')}`);
   }
 }
 
 /**
- * A `wait` (its duration) or a `verify` (its delay) that takes as long as its step may would always
- * time out: reported at the step, naming the timeout to raise. Templated durations are decided at
- * run time and not checked here. A verify's window is not waited for: it looks back over stored data.
+ * What an action's input schema refuses in `given`, field by field: unknown keys, missing required
+ * keys (key null), and values of the wrong type. A value holding a template (or, in a plan, waiting
+ * for an earlier step's output) is not judged: it is known only when the step runs. Validation
+ * reports these for the values written in the file, plan for the values rendered from the inputs.
  */
-function checkWaitFitsTimeout(step: StepDefinition, path: YamlPath, timeoutMs: number, report: (path: YamlPath, message: string) => void): void {
+export function actionInputProblems(actionName: string, given: Record<string, unknown>): { key: string | null; message: string }[] {
+  const action = ACTIONS[actionName]!;
+  const shape = action.inputs.shape as Record<string, z.ZodType>;
+  const loose = action.inputs.def.catchall !== undefined && !(action.inputs.def.catchall instanceof z.ZodNever);
+  const problems: { key: string | null; message: string }[] = [];
+  for (const [key, value] of Object.entries(given)) {
+    const field = shape[key];
+    if (!field) {
+      if (!loose) problems.push({ key, message: `${actionName} takes no input "${key}"; it takes ${Object.keys(shape).join(', ')}` });
+      continue;
+    }
+    if (containsTemplate(value)) continue;
+    const parsed = field.safeParse(value);
+    if (!parsed.success) problems.push({ key, message: `${key}: ${parsed.error.issues[0]?.message ?? 'invalid'}` });
+  }
+  for (const [key, field] of Object.entries(shape)) {
+    if (!(key in given) && !field.safeParse(undefined).success) problems.push({ key: null, message: `${actionName} needs input "${key}"` });
+  }
+  return problems;
+}
+
+/**
+ * Why a `wait` (its duration) or a `verify` (its delay) cannot run in its step: longer than a wait
+ * may take, or as long as the step's timeout, so it would always time out (the message names the
+ * timeout to raise); null when it fits, or is not known yet (a template, or in a plan a value
+ * waiting for an earlier step). A verify's window is not waited for: it looks back over stored data.
+ */
+export function waitProblem(step: StepDefinition, inputs: Record<string, unknown> | undefined, timeoutMs: number): { field: string; message: string } | null {
   const field = step.action === 'wait' ? 'duration' : step.action === 'verify' ? 'delay' : null;
-  if (field === null) return;
-  const value = step.inputs?.[field];
-  if ((typeof value !== 'string' && typeof value !== 'number') || (typeof value === 'string' && hasTemplate(value))) return;
+  if (field === null) return null;
+  const value = inputs?.[field];
+  if ((typeof value !== 'string' && typeof value !== 'number') || (typeof value === 'string' && hasTemplate(value))) return null;
   let ms: number;
   try {
     ms = parseDurationText(value);
   } catch {
-    return; // checkActionInputs reports a malformed duration
+    return null; // the input schema reports a malformed duration
   }
   const shown = typeof value === 'number' ? `${value} ms` : value;
   if (ms > MAX_WAIT_MS) {
-    report(path, `${step.action} ${field} ${shown} is longer than ${MAX_WAIT_MS / 60_000} minutes, the most a ${step.action} may take`);
-    return;
+    return { field, message: `${step.action} ${field} ${shown} is longer than ${MAX_WAIT_MS / 60_000} minutes, the most a ${step.action} may take` };
   }
-  if (ms < timeoutMs) return;
+  if (ms < timeoutMs) return null;
   const limit = step.timeout === undefined ? `the default step timeout (${DEFAULT_STEP_TIMEOUT_MS / 1000}s)` : `its timeout (${String(step.timeout)})`;
-  report(
-    path,
-    `${step.action} ${field} ${shown} is not shorter than ${limit}, so the step would always time out; ` +
+  return {
+    field,
+    message:
+      `${step.action} ${field} ${shown} is not shorter than ${limit}, so the step would always time out; ` +
       `raise the step's timeout: above ${shown} (at most ${MAX_STEP_TIMEOUT_MS / 60_000}m)`,
-  );
+  };
+}
+
+/** How long one attempt of a step may take: its timeout (at most MAX_STEP_TIMEOUT_MS), else the default (a directive step: the most). */
+export function stepTimeoutMs(step: StepDefinition): number {
+  if (step.timeout !== undefined) return Math.min(parseDurationText(step.timeout), MAX_STEP_TIMEOUT_MS);
+  return stepKind(step) === 'directive' ? MAX_STEP_TIMEOUT_MS : DEFAULT_STEP_TIMEOUT_MS;
 }
 
 function containsTemplate(value: unknown): boolean {

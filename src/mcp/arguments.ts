@@ -1,5 +1,7 @@
 /** Argument schemas several tool groups share. */
 import { z } from 'zod';
+import type { ToolArgumentProblem } from '../directives/engine.js';
+import { parseTimeInput } from '../time.js';
 
 const TIME_FORMS = 'ISO 8601, epoch seconds or milliseconds, "now", or relative like "-15m", "-2h", "-7d"';
 
@@ -14,3 +16,31 @@ export const timeInput = z.union([z.string(), z.number()], { error: `expected a 
  * one argument to name as `field: reason`: like that convention, it is the caller's mistake.
  */
 export class ArgumentsError extends Error {}
+
+/** Whether an argument's schema is timeInput (optional, with a default or described anew: those wrap or clone it). */
+function isTimeInput(schema: z.ZodType): boolean {
+  let inner: z.ZodType = schema;
+  while (inner instanceof z.ZodOptional || inner instanceof z.ZodDefault) inner = inner.unwrap() as z.ZodType;
+  return inner.def === timeInput.def;
+}
+
+/**
+ * What a tool would refuse in `args` before doing anything, found without calling it (a directive's
+ * plan asks): its argument schema, and each time argument read by parseTimeInput, as the handlers
+ * read them. Each problem names its argument.
+ */
+export function argumentProblems(schema: z.ZodType, args: Record<string, unknown>, now = Date.now()): ToolArgumentProblem[] {
+  const parsed = schema.safeParse(args);
+  const problems: ToolArgumentProblem[] = parsed.success ? [] : parsed.error.issues.map((i) => ({ argument: i.path.map(String).join('.'), message: i.message }));
+  const shape = schema instanceof z.ZodObject ? (schema.shape as Record<string, z.ZodType>) : {};
+  for (const [name, field] of Object.entries(shape)) {
+    const value = args[name];
+    if ((typeof value !== 'string' && typeof value !== 'number') || !isTimeInput(field) || problems.some((p) => p.argument === name)) continue;
+    try {
+      parseTimeInput(value, now);
+    } catch (err) {
+      problems.push({ argument: name, message: (err as Error).message });
+    }
+  }
+  return problems;
+}

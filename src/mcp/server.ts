@@ -15,7 +15,8 @@ import type { OperationObservation, SelfTelemetry } from '../ingest/self.js';
 import { addLogSink, log, type LogFields, type LogLevel } from '../log.js';
 import type { Store } from '../store/store.js';
 import { truncate } from './format.js';
-import { ArgumentsError } from './arguments.js';
+import type { ToolArgumentProblem } from '../directives/engine.js';
+import { argumentProblems, ArgumentsError } from './arguments.js';
 import { InstrumentedTransport } from './instrument.js';
 import { registerTelemetryTools } from './tools/telemetry.js';
 import { registerAnomalyTools } from './tools/anomalies.js';
@@ -52,6 +53,8 @@ const MAX_PENDING_LOG_NOTIFICATIONS = 1_000;
 export class KiwiMcpServer extends McpServer {
   /** Requests a tool refused for their arguments (its error began `<argument>:`), until the response is observed. */
   private readonly refusedArguments = new Set<string | number>();
+  /** Each tool's arguments as the SDK checks them (strict), for checkArguments. */
+  private readonly argumentSchemas = new Map<string, z.ZodType>();
 
   /** Connected servers whose client set a log level: each log line is sent to those whose level it meets. */
   private static readonly logListeners = new Set<KiwiMcpServer>();
@@ -164,7 +167,14 @@ export class KiwiMcpServer extends McpServer {
         throw new Error(message);
       }
     }) as ToolCallback<InputArgs>;
+    if (strict instanceof z.ZodType) this.argumentSchemas.set(name, strict);
     return super.registerTool(name, { ...config, inputSchema: strict }, guarded);
+  }
+
+  /** What tool `name` would refuse in `args`, without calling it (argumentProblems); none for a tool it does not have. */
+  checkArguments(name: string, args: Record<string, unknown>): ToolArgumentProblem[] {
+    const schema = this.argumentSchemas.get(name);
+    return schema ? argumentProblems(schema, args) : [];
   }
 
   /**

@@ -58,6 +58,21 @@ export interface RunningRun {
   undo: unknown[];
 }
 
+/**
+ * The id of the row that holds a nested directive's target lock for run `parent`: `<parent>.<n>`
+ * (run ids are UUIDs, which hold no dot). It is a run of the nested directive, in the same table,
+ * so the one unique index is the lock for nested and top-level runs alike.
+ */
+export function nestedRunId(parent: string, n: number): string {
+  return `${parent}.${n}`;
+}
+
+/** The run a nested directive's lock row belongs to, or null for a run of its own. */
+export function parentRunId(id: string): string | null {
+  const dot = id.lastIndexOf('.');
+  return dot > 0 ? id.slice(0, dot) : null;
+}
+
 /** A SQLite unique-index violation: another run holds the lock, or the idempotency key is taken. */
 export function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';

@@ -8,7 +8,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ResourceTemplate, type McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { firstOf, type RunView, type PlannedStep, type StepRecord } from '../../directives/engine.js';
+import { firstOf, type RunView, type PlannedStep, type StepRecord, type ToolArgumentChecker } from '../../directives/engine.js';
 import { formatDiagnostic } from '../../directives/load.js';
 import type { Policy } from '../../directives/policy.js';
 import { capabilitiesWithToolFallback, type CapabilityRegistry, type ToolCaller, type ToolInfo } from '../../directives/registry.js';
@@ -18,6 +18,7 @@ import { RUN_STATUSES, type DirectiveRunRow } from '../../store/directives.js';
 import type { Store } from '../../store/store.js';
 import { iso, parseTimeInput } from '../../time.js';
 import { answer, truncate } from '../format.js';
+import type { KiwiMcpServer } from '../server.js';
 import { ArgumentsError, timeInput } from '../arguments.js';
 
 const LIMITS = {
@@ -31,7 +32,7 @@ const LIMITS = {
 
 export interface DirectiveToolOptions {
   /** A sibling server over the same store, for `tool` steps (created on first use). */
-  createServer?: () => McpServer;
+  createServer?: () => KiwiMcpServer;
   capabilities?: CapabilityRegistry;
   directivesDir?: string;
   scriptsDir?: string;
@@ -46,13 +47,18 @@ export interface DirectiveToolOptions {
 
 export const ANSWER_WITHIN_MS = 20_000;
 
-/** Kiwi's tools through an in-process client, connected lazily; the tool list is cached. */
-export function inProcessToolCaller(createServer: () => McpServer): ToolCaller {
+/**
+ * Kiwi's tools through an in-process client, connected lazily; the tool list is cached. It checks a
+ * tool's arguments without calling it, on the server's own argument schemas (see checkArguments).
+ */
+export function inProcessToolCaller(createServer: () => KiwiMcpServer): ToolCaller & ToolArgumentChecker {
+  let sibling: KiwiMcpServer | null = null;
   let client: Promise<Client> | null = null;
   let tools: Promise<ToolInfo[]> | null = null;
+  const serverOf = () => (sibling ??= createServer());
   const connect = () => {
     client ??= (async () => {
-      const server = createServer();
+      const server = serverOf();
       const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
       await server.connect(serverSide);
       const c = new Client({ name: 'kiwi-directive', version: '0.1.0' });
@@ -89,6 +95,9 @@ export function inProcessToolCaller(createServer: () => McpServer): ToolCaller {
         text,
         isError: result.isError === true,
       };
+    },
+    check(name, args) {
+      return serverOf().checkArguments(name, args);
     },
   };
 }
