@@ -13,7 +13,8 @@ import { SERVER_INFO } from './mcp/server.js';
 import { LineStdioTransport } from './mcp/stdio.js';
 import { pruneByRetention, SETTINGS, writeSetting, readSetting, isSettingKey, type SettingKey } from './settings.js';
 import { resolveDbPath } from './store/database.js';
-import { Store } from './store/store.js';
+import { formatBytes } from './stats/precision.js';
+import { Store, StoreMaintenanceError, type VacuumResult } from './store/store.js';
 import { mcpServers, remedyForAnomaly, suggestionText } from './remedies.js';
 import { iso, parseDuration, parseTimeInput } from './time.js';
 import { runDemo } from './cli/demo.js';
@@ -139,10 +140,18 @@ export const commands: Record<string, Command> = {
     run: detect,
   },
   prune: {
-    summary: 'apply retention now: roll up and delete data older than the retention settings',
-    usage: 'kiwi prune [--db PATH]',
-    options: { db: { type: 'string' } },
-    flags: [DB_FLAG],
+    summary: 'apply retention now: roll up and delete data older than the retention settings, and shrink the file by what they held',
+    usage: 'kiwi prune [--vacuum] [--db PATH]',
+    options: { db: { type: 'string' }, vacuum: { type: 'boolean' } },
+    flags: [
+      DB_FLAG,
+      [
+        '--vacuum',
+        'then rewrite the whole file (VACUUM): every free page goes back to the filesystem, and a store made before Kiwi shrank ' +
+          'its files is converted so that each prune does. Needs the store to itself (stop kiwi serve, otlp and ingest first), ' +
+          'and free disk space and memory about the size of the data kept',
+      ],
+    ],
     run: prune,
   },
   audit: {
@@ -652,10 +661,36 @@ async function forecastCommand(values: Values): Promise<number> {
 async function prune(values: Values): Promise<number> {
   const store = openExistingStore(values);
   try {
+    const before = store.sizeBytes();
     const result = pruneByRetention(store);
+    const space = store.space();
     process.stdout.write(
       `rolled up ${result.points_rolled_up} minutes, deleted ${result.points_deleted} points, ${result.events_deleted} events, ` +
-        `${result.spans_deleted} spans, ${result.rollups_deleted} roll-ups\n`,
+        `${result.spans_deleted} spans, ${result.rollups_deleted} roll-ups\n` +
+        `file: ${formatBytes(before)} -> ${formatBytes(store.sizeBytes())} (database and -wal)\n`,
+    );
+    if (!values.vacuum) {
+      const idle = space.free_pages * space.page_size;
+      if (space.auto_vacuum !== 'incremental' && idle > 0) {
+        process.stdout.write(
+          `${formatBytes(idle)} of it holds no data, and only a VACUUM gives it back: this store was made before Kiwi shrank its files; ` +
+            'run kiwi prune --vacuum once, with kiwi serve, otlp and ingest stopped\n',
+        );
+      }
+      return 0;
+    }
+    let vacuumed: VacuumResult;
+    try {
+      vacuumed = store.vacuum();
+    } catch (err) {
+      if (!(err instanceof StoreMaintenanceError)) throw err;
+      process.stderr.write(`kiwi prune: pruned, but not vacuumed: ${err.message}\n`);
+      return 1;
+    }
+    const converted = vacuumed.auto_vacuum_before !== 'incremental' && vacuumed.auto_vacuum_after === 'incremental';
+    process.stdout.write(
+      `vacuumed: ${formatBytes(vacuumed.bytes_before)} -> ${formatBytes(vacuumed.bytes_after)}` +
+        `${converted ? '; converted: from now on each prune gives freed space back to the filesystem' : ''}\n`,
     );
   } finally {
     store.close();

@@ -120,7 +120,7 @@ export function writeSetting(store: Store, key: string, value: unknown, actor: s
   return store.changeSetting(key, parsed.data, actor, reason);
 }
 
-/** Applies the retention settings: what was pruned. */
+/** Applies the retention settings: what was pruned, and how much smaller the file is for it (`Store.prune`). */
 export function pruneByRetention(store: Store, now: number = Date.now()) {
   const day = 86_400_000;
   return store.prune(now - readSetting(store, 'retention.raw_days') * day, now - readSetting(store, 'retention.rollup_days') * day);

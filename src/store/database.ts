@@ -13,6 +13,13 @@ export function resolveDbPath(flag?: string, env: NodeJS.ProcessEnv = process.en
 }
 
 /**
+ * The write-ahead log is cut back to this size whenever a checkpoint empties it: without a limit
+ * SQLite reuses the file from its start and never shrinks it, so one large transaction (a big
+ * ingest batch, a prune) would leave a -wal that large for as long as a server keeps the store open.
+ */
+export const WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024;
+
+/**
  * Opens (creating when needed) a Kiwi database file and brings its schema up to date.
  * WAL lets a server and a `kiwi ingest` share one file: readers never block, and a writer waits
  * up to `busyTimeoutMs` for the other to finish its transaction.
@@ -21,7 +28,12 @@ export function openDatabase(path: string, busyTimeoutMs = 10_000): SqliteDataba
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path, { timeout: busyTimeoutMs });
   try {
+    // A new file keeps the page links that let pruning hand freed pages back to the filesystem
+    // (`Store.reclaimFreePages`). It must be set before the first page is written, and switching
+    // to WAL writes it; on an existing file the mode is left as it is (only VACUUM changes it).
+    if (db.pragma('page_count', { simple: true }) === 0) db.pragma('auto_vacuum = INCREMENTAL');
     db.pragma('journal_mode = WAL');
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     // NORMAL in WAL mode survives a process crash; only an OS crash can lose the last commits.
     db.pragma('synchronous = NORMAL');
     db.pragma('temp_store = MEMORY');

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
-import { statSync } from 'node:fs';
+import { statfsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Attributes, EventRecord, Labels, MetricRecord, SpanRecord, TelemetryRecord } from '../ingest/records.js';
+import { formatBytes } from '../stats/precision.js';
 import { quantileOfSorted } from '../stats/robust.js';
 import { aggregateBuckets, type Bucket, type RollupRow } from './buckets.js';
 import { openDatabase, type SqliteDatabase } from './database.js';
@@ -113,6 +115,81 @@ export interface PruneResult {
   events_deleted: number;
   spans_deleted: number;
   components_forgotten: number;
+  /** Free pages handed back to the filesystem (none in a store made before auto-vacuum: see `Store.vacuum`). */
+  pages_reclaimed: number;
+  /** How much smaller the database file and its write-ahead log are than before the prune. */
+  bytes_freed: number;
+}
+
+export type AutoVacuumMode = 'none' | 'full' | 'incremental';
+const AUTO_VACUUM_MODES: readonly AutoVacuumMode[] = ['none', 'full', 'incremental'];
+
+/** The file on disk: its size, and how much of it holds nothing. */
+export interface StoreSpace {
+  file_bytes: number;
+  /** The write-ahead log beside it; 0 when there is none. */
+  wal_bytes: number;
+  page_size: number;
+  pages: number;
+  /** Pages of the file that hold no data (SQLite's freelist). */
+  free_pages: number;
+  /**
+   * `incremental` (every store Kiwi creates): pruning hands free pages back to the filesystem.
+   * `none` (a store made before Kiwi did so): free pages are only reused; `Store.vacuum` converts it.
+   */
+  auto_vacuum: AutoVacuumMode;
+}
+
+export interface VacuumResult {
+  /** Database file plus write-ahead log, before and after. */
+  bytes_before: number;
+  bytes_after: number;
+  auto_vacuum_before: AutoVacuumMode;
+  auto_vacuum_after: AutoVacuumMode;
+}
+
+/** Why `Store.vacuum` did not start; the store is as it was. */
+export class StoreMaintenanceError extends Error {
+  constructor(
+    readonly reason: 'busy' | 'disk_space',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StoreMaintenanceError';
+  }
+}
+
+/**
+ * Pages one reclaiming step hands back (4 MiB at the default 4 KiB page): each step is its own
+ * write transaction, so a server or ingest sharing the file waits for one step at most.
+ */
+const RECLAIM_STEP_PAGES = 1024;
+/** Longest the checkpoint after a prune waits for other connections; it then does what it can without them. */
+const CHECKPOINT_WAIT_MS = 1000;
+/** Longest `vacuum` waits for other connections to let go of the file before refusing. */
+const VACUUM_WAIT_MS = 2000;
+const MIB = 1024 * 1024;
+
+/**
+ * Free disk space VACUUM needs beside the file: it writes every page it keeps into the
+ * write-ahead log before copying them back, so the size of the data kept, with a tenth and
+ * 16 MiB to spare. (Its working copy is built in memory: the store runs with temp_store = MEMORY.)
+ */
+function vacuumDiskNeed(space: Pick<StoreSpace, 'pages' | 'free_pages' | 'page_size'>): number {
+  return Math.ceil((space.pages - space.free_pages) * space.page_size * 1.1) + 16 * MIB;
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0; // the WAL may not exist (yet, or after a checkpoint on close); :memory: has no file
+  }
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
 }
 
 export interface AuditEntry {
@@ -286,6 +363,12 @@ export class Store {
         'INSERT INTO settings_history (key, old_value, new_value, ts, actor, reason) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       settingHistory: db.prepare(`SELECT * FROM settings_history WHERE key = ? ORDER BY id DESC ${LIMIT_PARAM}`),
+      // busy = 1 when another connection kept it from finishing: what it could do is done
+      checkpointTruncate: db.prepare('PRAGMA wal_checkpoint(TRUNCATE)'),
+      pageSize: db.prepare('PRAGMA page_size').pluck(),
+      pageCount: db.prepare('PRAGMA page_count').pluck(),
+      freelistCount: db.prepare('PRAGMA freelist_count').pluck(),
+      autoVacuum: db.prepare('PRAGMA auto_vacuum').pluck(),
       openAnomalies: db.prepare(
         `SELECT id, type, severity, status, component, description, start_ts, updated_at FROM anomalies
          WHERE status IN (${OPEN_ANOMALY_STATUSES.map(() => '?').join(', ')}) ORDER BY updated_at DESC ${LIMIT_PARAM}`,
@@ -657,9 +740,12 @@ export class Store {
   /**
    * Rolls raw points older than `rawBefore` into 1-minute roll-ups and deletes them; deletes
    * events and spans older than `rawBefore` and roll-ups older than `rollupBefore`. One
-   * transaction per series, so a server sharing the file is never blocked for long.
+   * transaction per series, so a server sharing the file is never blocked for long. Then the
+   * file shrinks: free pages go back to the filesystem (`reclaimFreePages`) and, when anything
+   * changed, the write-ahead log is checkpointed and truncated.
    */
   prune(rawBefore: number, rollupBefore: number): PruneResult {
+    const bytesBefore = this.sizeBytes();
     const result: PruneResult = {
       points_rolled_up: 0,
       points_deleted: 0,
@@ -667,6 +753,8 @@ export class Store {
       events_deleted: 0,
       spans_deleted: 0,
       components_forgotten: 0,
+      pages_reclaimed: 0,
+      bytes_freed: 0,
     };
     const perSeries = this.db.transaction((seriesId: number) => {
       result.points_rolled_up += this.stmt.rollUp.run(seriesId, rawBefore).changes;
@@ -682,22 +770,128 @@ export class Store {
         result.components_forgotten = this.stmt.deleteComponents.run(rawBefore).changes;
       })
       .immediate();
+    const deleted = result.points_deleted + result.rollups_deleted + result.events_deleted + result.spans_deleted + result.components_forgotten;
+    result.pages_reclaimed = this.reclaimFreePages();
+    // the deletes and the moved pages went through the log: empty it, and the file's end goes with it
+    if (deleted > 0 || result.pages_reclaimed > 0) this.checkpoint();
+    result.bytes_freed = Math.max(0, bytesBefore - this.sizeBytes());
     return result;
   }
 
   // ---------------------------------------------------------------- housekeeping
 
+  /**
+   * Hands the file's free pages back to the filesystem (incremental auto-vacuum), at most
+   * RECLAIM_STEP_PAGES per write transaction, until none is left: what pruning freed, and any
+   * other. A store made before Kiwi created stores this way has no page links to do it with and
+   * hands back nothing (see `vacuum`). When another writer holds the file past the busy timeout
+   * it stops, and the next prune takes up the rest. Returns the pages handed back.
+   */
+  reclaimFreePages(): number {
+    if (AUTO_VACUUM_MODES[this.stmt.autoVacuum.get() as number] !== 'incremental') return 0;
+    let reclaimed = 0;
+    while ((this.stmt.freelistCount.get() as number) > 0) {
+      let step: number;
+      try {
+        // one row per page handed back. Through db.pragma: a prepared statement refuses all() (the
+        // pragma names no column), and stepped once (run, get) it hands back a single page.
+        step = (this.db.pragma(`incremental_vacuum(${RECLAIM_STEP_PAGES})`) as unknown[]).length;
+      } catch (err) {
+        if (isBusy(err)) break;
+        throw err;
+      }
+      if (step === 0) break;
+      reclaimed += step;
+    }
+    return reclaimed;
+  }
+
+  /**
+   * Copies the write-ahead log into the file and truncates it to nothing. Waits at most `waitMs`
+   * for other connections' transactions and readers, then does what it can without them; true
+   * when the log was emptied.
+   */
+  checkpoint(waitMs = CHECKPOINT_WAIT_MS): boolean {
+    const row = this.withBusyTimeout(waitMs, () => this.stmt.checkpointTruncate.get()) as { busy: number } | undefined;
+    return (row?.busy ?? 0) === 0;
+  }
+
+  /** The file's size and pages, and whether pruning can shrink it. */
+  space(): StoreSpace {
+    return {
+      file_bytes: this.path === ':memory:' ? 0 : fileSize(this.path),
+      wal_bytes: this.path === ':memory:' ? 0 : fileSize(`${this.path}-wal`),
+      page_size: this.stmt.pageSize.get() as number,
+      pages: this.stmt.pageCount.get() as number,
+      free_pages: this.stmt.freelistCount.get() as number,
+      auto_vacuum: AUTO_VACUUM_MODES[this.stmt.autoVacuum.get() as number] ?? 'none',
+    };
+  }
+
+  /**
+   * Rewrites the whole file (VACUUM): every free page goes back to the filesystem, half-empty
+   * pages are packed, and a store made before Kiwi enabled auto-vacuum is converted, so that from
+   * then on each prune shrinks it. The rewrite holds the write lock throughout, so it needs the
+   * file to itself: it refuses (StoreMaintenanceError 'busy') when another connection has the file
+   * open after `waitMs`, and keeps any other from opening it until done. It refuses ('disk_space')
+   * when the free disk space beside the file is below `vacuumDiskNeed`. Its working copy is built in
+   * memory (temp_store = MEMORY): it needs about as much free memory as the data kept.
+   */
+  vacuum(waitMs = VACUUM_WAIT_MS): VacuumResult {
+    const bytesBefore = this.sizeBytes();
+    const autoVacuumBefore = this.space().auto_vacuum;
+    this.db.pragma('locking_mode = EXCLUSIVE');
+    try {
+      try {
+        // in exclusive locking mode the lock taken here is kept after the commit
+        this.withBusyTimeout(waitMs, () => this.db.exec('BEGIN IMMEDIATE; COMMIT'));
+      } catch (err) {
+        if (!isBusy(err)) throw err;
+        throw new StoreMaintenanceError(
+          'busy',
+          `another process has ${this.path} open (kiwi serve, otlp or ingest?): a VACUUM needs the file to itself; stop it and try again`,
+        );
+      }
+      this.checkpoint(); // empties the log, which the rewrite then fills with every page it keeps
+      const need = vacuumDiskNeed(this.space());
+      const free = freeDiskBytes(this.path);
+      if (free < need) {
+        throw new StoreMaintenanceError(
+          'disk_space',
+          `a VACUUM of ${this.path} needs about ${formatBytes(need)} of free disk space beside it (the data kept is written to the -wal first), ` +
+            `and ${formatBytes(free)} is free`,
+        );
+      }
+      // read by the VACUUM that follows: the rewritten file keeps the page links incremental vacuum needs
+      this.db.pragma('auto_vacuum = INCREMENTAL');
+      this.db.exec('VACUUM');
+      this.checkpoint();
+    } finally {
+      this.db.pragma('locking_mode = NORMAL');
+      this.stmt.pageCount.get(); // the next access lets go of the exclusive lock
+    }
+    return {
+      bytes_before: bytesBefore,
+      bytes_after: this.sizeBytes(),
+      auto_vacuum_before: autoVacuumBefore,
+      auto_vacuum_after: this.space().auto_vacuum,
+    };
+  }
+
   /** Bytes on disk: the database file and its write-ahead log. */
   sizeBytes(): number {
-    let total = 0;
-    for (const suffix of ['', '-wal']) {
-      try {
-        total += statSync(this.path + suffix).size;
-      } catch {
-        // the WAL may not exist (yet, or after a checkpoint on close)
-      }
+    return this.path === ':memory:' ? 0 : fileSize(this.path) + fileSize(`${this.path}-wal`);
+  }
+
+  /** Runs `fn` with the busy timeout set to `ms`, then puts the connection's own back. */
+  private withBusyTimeout<T>(ms: number, fn: () => T): T {
+    const saved = this.db.pragma('busy_timeout', { simple: true }) as number;
+    this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
+    try {
+      return fn();
+    } finally {
+      this.db.pragma(`busy_timeout = ${saved}`);
     }
-    return total;
   }
 
   integrityCheck(): string {
@@ -707,6 +901,12 @@ export class Store {
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+/** Bytes an unprivileged process may still write on the filesystem holding `path`. */
+function freeDiskBytes(path: string): number {
+  const fs = statfsSync(dirname(path));
+  return fs.bavail * fs.bsize;
 }
 
 function eventConditions(filter: EventFilter): Conditions {
