@@ -126,6 +126,30 @@ describe('MCP logging over stdio (the built CLI)', () => {
   });
 });
 
+describe("a directive run's progress, as log lines", () => {
+  it('an agent at "info" hears its plan and, at "warning", the policy denying the execute, with the run id and no inputs', async () => {
+    const client = new Client({ name: 'log-agent', version: '1.0.0' });
+    const lines = collect(client);
+    await serveStdio(client);
+    await client.setLoggingLevel('info');
+    const inputs = { lookback: '30m', min_score: 0.9 };
+    const plan = await client.callTool({ name: 'run_directive', arguments: { name: 'triage_incident', inputs } });
+    const planned = (plan.structuredContent as { id: string }).id;
+    // the default policy is read-only: triage_incident's summary event needs write:events
+    const execute = await client.callTool({ name: 'run_directive', arguments: { name: 'triage_incident', inputs, mode: 'execute' } });
+    const denied = execute.structuredContent as { id: string; status: string };
+    expect(denied.status).toBe('denied');
+    await pollUntil(() => lines, (seen) => seen.some((l) => dataOf(l).message === 'directive.denied triage_incident'));
+    const directiveLines = lines.filter((l) => dataOf(l).message.startsWith('directive.'));
+    expect(directiveLines.map((l) => [l.level, dataOf(l).message, dataOf(l).run])).toEqual([
+      ['info', 'directive.plan triage_incident', planned],
+      ['warning', 'directive.denied triage_incident', denied.id],
+    ]);
+    expect(dataOf(directiveLines[1]!)).toMatchObject({ actor: 'agent:log-agent', error: expect.stringMatching(/write:events/) });
+    expect(JSON.stringify(directiveLines)).not.toContain('30m');
+  }, 30_000);
+});
+
 describe('MCP logging over HTTP, several sessions', () => {
   async function connect(url: string): Promise<{ client: Client; transport: StreamableHTTPClientTransport; lines: Line[] }> {
     const client = new Client({ name: 'log-http', version: '0.0.0' });

@@ -232,6 +232,20 @@ interface RunState {
   locks: Map<string, string>;
 }
 
+/** Audit details a log line repeats: what happened, never what a step read or wrote. */
+const AUDIT_LOG_FIELDS = ['status', 'error', 'reason', 'step', 'ref', 'approved_by', 'requested_by', 'expires_at', 'steps', 'undone'] as const;
+/** Audit actions logged as warnings: something was refused, expired or undone. */
+const AUDIT_WARNINGS = new Set([
+  'directive.refused',
+  'directive.denied',
+  'directive.rate_limited',
+  'directive.self_approval_refused',
+  'directive.approval_refused',
+  'directive.expired',
+  'directive.interrupted',
+  'directive.undo',
+]);
+
 export class DirectiveEngine {
   readonly runs: DirectiveRunStore;
   private readonly store: Store;
@@ -261,7 +275,7 @@ export class DirectiveEngine {
   sweepExpired(now = Date.now()): number {
     const expired = this.runs.expireDue(now);
     for (const run of expired) {
-      this.store.appendAudit({ actor: 'kiwi', action: 'directive.expired', target: run.id, details: { directive: run.directive, requested_by: run.requested_by } });
+      this.audit({ actor: 'kiwi', action: 'directive.expired', target: run.id, details: { directive: run.directive, requested_by: run.requested_by } });
     }
     return expired.length;
   }
@@ -323,7 +337,7 @@ export class DirectiveEngine {
 
     if (mode === 'plan') {
       this.insert(base);
-      this.store.appendAudit({ actor: request.principal, action: 'directive.plan', target: id, details: { directive: directive.name, inputs: base.inputs } });
+      this.audit({ actor: request.principal, action: 'directive.plan', target: id, details: { directive: directive.name, inputs: base.inputs } });
       // executing would be refused: say so here rather than invite an execute that is denied
       const denied = this.deniedPermissions(plan.filter((p) => p.runs !== 'no'), request.principal);
       const next = planErrors.length
@@ -337,7 +351,7 @@ export class DirectiveEngine {
     if (planErrors.length) {
       const failed = { ...base, status: 'failed' as const };
       this.insert(failed);
-      this.store.appendAudit({ actor: request.principal, action: 'directive.refused', target: id, details: { directive: directive.name, error: failed.error } });
+      this.audit({ actor: request.principal, action: 'directive.refused', target: id, details: { directive: directive.name, error: failed.error } });
       return { ...failed, replayed: false, next: null };
     }
 
@@ -345,7 +359,7 @@ export class DirectiveEngine {
     if (limit) {
       const recent = this.runs.executionsSince(directive.name, now - limit.perMs);
       if (recent >= limit.runs) {
-        this.store.appendAudit({ actor: request.principal, action: 'directive.rate_limited', target: directive.name, details: { runs: recent, limit: limit.runs, per_ms: limit.perMs } });
+        this.audit({ actor: request.principal, action: 'directive.rate_limited', target: directive.name, details: { runs: recent, limit: limit.runs, per_ms: limit.perMs } });
         throw new Error(`rate limit: ${directive.name} ran ${recent} times in the last ${limit.perMs / 1000} s; the policy allows ${limit.runs}`);
       }
     }
@@ -360,7 +374,7 @@ export class DirectiveEngine {
         error: `permission denied: ${describeDenied(denied)} not granted to ${request.principal} by the policy (${this.policy.source})`,
       };
       this.insert(deniedRun);
-      this.store.appendAudit({ actor: request.principal, action: 'directive.denied', target: id, details: { directive: directive.name, error: deniedRun.error } });
+      this.audit({ actor: request.principal, action: 'directive.denied', target: id, details: { directive: directive.name, error: deniedRun.error } });
       return { ...deniedRun, replayed: false, next: 'ask an operator to grant the permission in the policy file' };
     }
 
@@ -370,14 +384,14 @@ export class DirectiveEngine {
       const refusal = this.approvalRefusal(request.principal, request.principal);
       if (refusal === null) approvedBy = request.principal;
       else if (isAgent(request.principal)) {
-        this.store.appendAudit({ actor: request.principal, action: 'directive.self_approval_refused', target: id, details: { reason: refusal } });
+        this.audit({ actor: request.principal, action: 'directive.self_approval_refused', target: id, details: { reason: refusal } });
       } else throw new Error(`approve: ${refusal}`);
     }
 
     if (needsApproval && approvedBy === null) {
       const waiting: DirectiveRunRow = { ...base, status: 'awaiting_approval', expires_at: now + this.policy.approvalTtlMs, finished_at: null };
       this.insertHoldingLock(waiting);
-      this.store.appendAudit({ actor: request.principal, action: 'directive.awaiting_approval', target: id, details: { directive: directive.name, target, expires_at: waiting.expires_at } });
+      this.audit({ actor: request.principal, action: 'directive.awaiting_approval', target: id, details: { directive: directive.name, target, expires_at: waiting.expires_at } });
       const destructive = mayRun.filter((p) => p.destructive).map((p) => `${p.path} ${p.ref}`);
       return {
         ...waiting,
@@ -390,7 +404,7 @@ export class DirectiveEngine {
 
     const running: DirectiveRunRow = { ...base, status: 'running', approved_by: approvedBy, finished_at: null };
     this.insertHoldingLock(running);
-    this.store.appendAudit({
+    this.audit({
       actor: request.principal,
       action: 'directive.start',
       target: id,
@@ -412,7 +426,7 @@ export class DirectiveEngine {
     if (run.status !== 'awaiting_approval') throw new Error(`run ${runId}: is ${run.status}, not awaiting approval`);
     const refusal = this.approvalRefusal(approver, run.requested_by ?? '');
     if (refusal) {
-      this.store.appendAudit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason: refusal } });
+      this.audit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason: refusal } });
       throw new Error(`run ${runId}: ${refusal}`);
     }
     const { directive, tools } = await this.loadValid(run.directive);
@@ -439,7 +453,7 @@ export class DirectiveEngine {
       const reason =
         `the policy in force here (${this.policy.source}) does not grant ${requester} ${describeDenied(denied)}; ` +
         'approve under the policy the run was requested with (--policy FILE or KIWI_POLICY). The run still awaits approval';
-      this.store.appendAudit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason } });
+      this.audit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason } });
       throw new Error(`run ${runId}: ${reason}`);
     }
     // An approver vouches for the destructive steps: they must hold those permissions themselves.
@@ -448,13 +462,13 @@ export class DirectiveEngine {
       const reason =
         `${approver} may not approve it: the policy (${this.policy.source}) does not grant ${approver} ${describeDenied(notApprovable)}; ` +
         'an approver must hold the permissions of the destructive steps. The run still awaits approval';
-      this.store.appendAudit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason } });
+      this.audit({ actor: approver, action: 'directive.approval_refused', target: runId, details: { reason } });
       throw new Error(`run ${runId}: ${reason}`);
     }
     if (!this.runs.transition(runId, 'awaiting_approval', 'running', Date.now(), { approved_by: approver })) {
       throw new Error(`run ${runId}: someone else decided it first`);
     }
-    this.store.appendAudit({ actor: approver, action: 'directive.approved', target: runId, details: { directive: run.directive, requested_by: run.requested_by } });
+    this.audit({ actor: approver, action: 'directive.approved', target: runId, details: { directive: run.directive, requested_by: run.requested_by } });
     const running = { ...this.runs.get(runId)!, inputs: masker(directive, resolved)(resolved) as Record<string, unknown> };
     const finished = await this.execute(running, frame, run.requested_by ?? approver, tools, signal);
     return { ...finished, replayed: false, next: null };
@@ -467,7 +481,7 @@ export class DirectiveEngine {
     if (!this.runs.transition(runId, 'awaiting_approval', 'rejected', Date.now(), { error: `rejected by ${principal}${reason ? `: ${reason}` : ''}`, finished: true })) {
       throw new Error(`run ${runId}: is ${run.status}, not awaiting approval`);
     }
-    this.store.appendAudit({ actor: principal, action: 'directive.rejected', target: runId, details: { reason: reason ?? null } });
+    this.audit({ actor: principal, action: 'directive.rejected', target: runId, details: { reason: reason ?? null } });
     return { ...this.runs.get(runId)!, replayed: false, next: null };
   }
 
@@ -639,9 +653,25 @@ export class DirectiveEngine {
       (errors.length ? `rollback incomplete: ${errors.join('; ')}` : parent !== null ? `its changes are undone with run ${parent}` : `${undone.length} change(s) undone`);
     const status = errors.length ? 'failed' : 'rolled_back';
     if (!this.runs.transition(left.id, 'running', status, Date.now(), { error, finished: true })) return null;
-    this.store.appendAudit({ actor: 'kiwi', action: 'directive.interrupted', target: left.id, details: { directive: left.directive, owner: left.owner, status, undone } });
+    this.audit({ actor: 'kiwi', action: 'directive.interrupted', target: left.id, details: { directive: left.directive, owner: left.owner, status, undone } });
     log.warn(`directive run ${left.id} (${left.directive}) was left running by ${left.owner ?? 'a stopped process'}: ${error}`);
     return this.runs.get(left.id);
+  }
+
+  /**
+   * An entry in the audit trail, and the same event as a log line (info, warn when something was
+   * refused or undone), which MCP sessions that set a log level receive: a run's progress reaches
+   * the agent that started it without polling. The line names the run, directive, actor, step and
+   * outcome, never inputs or outputs.
+   */
+  private audit(entry: Parameters<Store['appendAudit']>[0]): void {
+    this.store.appendAudit(entry);
+    const details: Record<string, unknown> = entry.details ?? {};
+    const fields: Record<string, unknown> = { run: entry.target ?? null, actor: entry.actor };
+    for (const key of AUDIT_LOG_FIELDS) if (details[key] !== undefined && details[key] !== null) fields[key] = details[key];
+    const line = `${entry.action}${typeof details.directive === 'string' ? ` ${details.directive}` : ''}`;
+    if (AUDIT_WARNINGS.has(entry.action) || (entry.action === 'directive.finish' && details.status !== 'succeeded')) log.warn(line, fields);
+    else log.info(line, fields);
   }
 
   private recordPermission(decision: 'allow' | 'deny', principal: string, permission: string, tool: string, runId: string, directive: string): void {
@@ -905,7 +935,7 @@ export class DirectiveEngine {
     // only now, after the undo, rollback and finally steps: they may change the nested directives' targets
     this.releaseNested(state, status, error);
     if (!this.runs.save(run.id, { status, steps: state.records, error, finished: true }, Date.now(), OWNER)) return this.runs.get(run.id)!;
-    this.store.appendAudit({
+    this.audit({
       actor: principal,
       action: 'directive.finish',
       target: run.id,
@@ -1051,7 +1081,7 @@ export class DirectiveEngine {
       outputs.push(result.output);
       record({ ref: needs.ref, inputs, output: result.output, attempts, item_index: itemIndex, duration_ms: Date.now() - itemStarted });
       if (needs.permissions.some((p) => p !== 'read:metrics')) {
-        this.store.appendAudit({
+        this.audit({
           actor: state.principal,
           action: 'directive.step',
           target: state.run.id,
@@ -1188,7 +1218,7 @@ export class DirectiveEngine {
         const result = await withTimeout(DEFAULT_STEP_TIMEOUT_MS, (signal) => this.runActionAs(as, undo.action, undo.inputs, signal));
         undone.push(undo.description);
         each?.(undo, started, 'ok', as.mask(result.output), null);
-        this.store.appendAudit({ actor: auditActor, action: 'directive.undo', target: as.runId, details: { undo: undo.description, inputs: as.mask(undo.inputs) } as Record<string, unknown> });
+        this.audit({ actor: auditActor, action: 'directive.undo', target: as.runId, details: { undo: undo.description, inputs: as.mask(undo.inputs) } as Record<string, unknown> });
       } catch (err) {
         errors.push(`${undo.description}: ${(err as Error).message}`);
         each?.(undo, started, 'failed', null, (err as Error).message);
