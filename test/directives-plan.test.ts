@@ -156,6 +156,37 @@ steps:
     expect(run.status).toBe('succeeded');
     expect((run.steps as { output: { events: unknown[] } }[])[1]!.output.events).toHaveLength(1);
   });
+
+  it('durations the tools parse themselves (lookback, bucket, horizon) are checked as the tools read them', async () => {
+    const s = withTools();
+    s.write(
+      'd',
+      `${head('d', '[read:metrics, call:tool]')}inputs:\n  span: { type: string, default: 60m }\nsteps:
+  - tool: detect_anomalies
+    inputs: { lookback: "{{ inputs.span }}" }
+  - tool: query_metrics
+    inputs: { name: kiwi.x, bucket: "{{ inputs.span }}" }
+  - tool: forecast_failure
+    inputs: { target: memory, horizon: "{{ inputs.span }}" }
+  - tool: forecast_failure
+    inputs: { target: memory, horizon: 2 }
+`,
+    );
+    const plan = await s.engine.run({ directive: 'd', inputs: { span: '60' }, principal: 'cli:t' });
+    const unit = '"60" has no unit; write it as 500ms, 90s, 15m, 2h or 7d';
+    expect(errorsOf(plan)).toEqual([`steps[0]: lookback: ${unit}`, `steps[1]: bucket: ${unit}`, `steps[2]: horizon: ${unit}`]);
+    // what the tool itself says when called with it
+    const called = await s.engine.run({ directive: 'd', inputs: { span: 'soon' }, principal: 'cli:t' });
+    const notDuration = '"soon" is not a positive duration such as 90s, 15m, 2h or 7d';
+    expect(errorsOf(called)).toEqual([`steps[0]: lookback: ${notDuration}`, `steps[1]: bucket: ${notDuration}`, `steps[2]: horizon: ${notDuration}`]);
+    const direct = await inProcessToolCaller(() => createMcpServer(s.store, null)).call('detect_anomalies', { lookback: 'soon' }, new AbortController().signal);
+    expect(direct).toMatchObject({ isError: true, text: `lookback: ${notDuration}` });
+
+    const good = await s.engine.run({ directive: 'd', principal: 'cli:t' });
+    expect(errorsOf(good)).toEqual([]);
+    const run = await s.engine.run({ directive: 'd', principal: 'cli:t', mode: 'execute', approve: true });
+    expect(run.status).toBe('succeeded');
+  });
 });
 
 describe('validation: a step reads only outputs that exist when it runs', () => {
@@ -221,6 +252,87 @@ finally:
 `,
       ),
     ).toEqual(['x.yaml:9:24: unknown step "deep" in "steps.deep.outcome"']);
+  });
+});
+
+describe('at run time, the steps of the branch not taken are skipped', () => {
+  it('a later step reads them as it reads a step whose if was false; the run shows them skipped', async () => {
+    const s = setup();
+    s.write(
+      'branches',
+      `${head('branches', '[write:events]')}inputs:\n  go: { type: boolean }\nsteps:
+  - name: pick
+    conditional:
+      if: "{{ inputs.go }}"
+      then:
+        - name: yes
+          action: events.log
+          inputs: { message: yes }
+      else:
+        - name: no
+          action: events.log
+          inputs: { message: no }
+        - name: deeper
+          conditional:
+            if: "{{ true }}"
+            then:
+              - name: deep
+                action: events.log
+                inputs: { message: deep }
+  - name: after
+    action: events.log
+    inputs: { message: "yes={{ steps.yes.outcome }} no={{ steps.no.outcome }} deep={{ steps.deep.outcome }}" }
+  - name: only_if_no
+    if: "{{ steps.no.outcome == 'ok' }}"
+    action: events.log
+    inputs: { message: "no said {{ steps.no.output.message }}" }
+`,
+    );
+    const run = await s.engine.run({ directive: 'branches', inputs: { go: true }, principal: 'cli:t', mode: 'execute' });
+    expect(run.error).toBeNull();
+    expect(run.status).toBe('succeeded');
+    expect((run.steps as { path: string; name: string; outcome: string }[]).map((r) => `${r.path} ${r.name} ${r.outcome}`)).toEqual([
+      'steps[0] pick ok',
+      'steps[0].else[0] no skipped',
+      'steps[0].else[1] deeper skipped',
+      'steps[0].else[1].then[0] deep skipped',
+      'steps[0].then[0] yes ok',
+      'steps[1] after ok',
+      'steps[2] only_if_no skipped',
+    ]);
+    expect(s.store.searchEvents({ kinds: ['directive'] }, 10).events.map((e) => e.message).reverse()).toEqual(['yes', 'yes=ok no=skipped deep=skipped']);
+
+    const other = await s.engine.run({ directive: 'branches', inputs: { go: false }, principal: 'cli:t', mode: 'execute' });
+    expect(other.error).toBeNull();
+    expect(other.status).toBe('succeeded');
+    expect(s.store.searchEvents({ kinds: ['directive'] }, 4).events.map((e) => e.message).reverse()).toEqual(['no', 'deep', 'yes=skipped no=ok deep=ok', 'no said no']);
+  });
+
+  it('a conditional whose condition fails under continue_on_error takes neither branch: both read as skipped', async () => {
+    const s = setup();
+    s.write(
+      'broken',
+      `${head('broken', '[write:events]')}steps:
+  - name: first
+    action: events.log
+    inputs: { message: first }
+  - name: pick
+    continue_on_error: true
+    conditional:
+      if: "{{ steps.first.output.nope > 1 }}"
+      then:
+        - name: yes
+          action: events.log
+          inputs: { message: yes }
+  - action: events.log
+    inputs: { message: "pick={{ steps.pick.outcome }} yes={{ steps.yes.outcome }}" }
+`,
+    );
+    const run = await s.engine.run({ directive: 'broken', principal: 'cli:t', mode: 'execute' });
+    expect(run.error).toBeNull();
+    expect(run.status).toBe('succeeded');
+    expect((run.steps as { path: string; outcome: string }[]).map((r) => `${r.path} ${r.outcome}`)).toEqual(['steps[0] ok', 'steps[1] failed', 'steps[1].then[0] skipped', 'steps[2] ok']);
+    expect(s.store.searchEvents({ kinds: ['directive'] }, 1).events[0]!.message).toBe('pick=failed yes=skipped');
   });
 });
 
@@ -340,6 +452,7 @@ ${then}`;
     expect(readSetting(s.store, 'mcp.timeout_ms')).toEqual({});
     // another target is free
     const other = await s.engine.run({ directive: 'outer', inputs: { component: 'web' }, principal: 'cli:t', mode: 'execute', approve: true });
+    expect(other.error).toBeNull();
     expect(other.status).toBe('succeeded');
   });
 

@@ -1,12 +1,12 @@
 /** `kiwi directive validate|list|run|approve|reject|runs|show`: the directives capability from a shell. */
-import { inProcessToolCaller, renderRun, runStructured } from '../mcp/tools/directives.js';
+import { inProcessToolCaller, partOfRun, renderRun, runStructured } from '../mcp/tools/directives.js';
 import { createMcpServer } from '../mcp/server.js';
 import { formatDiagnostic } from '../directives/load.js';
 import { Policy } from '../directives/policy.js';
 import { capabilitiesWithToolFallback } from '../directives/registry.js';
 import { coerceInputPairs, DirectiveService } from '../directives/service.js';
 import { resolveDbPath } from '../store/database.js';
-import { RUN_STATUSES, type RunStatus } from '../store/directives.js';
+import { parentRunId, RUN_STATUSES, type RunStatus } from '../store/directives.js';
 import { Store } from '../store/store.js';
 import { iso } from '../time.js';
 
@@ -137,7 +137,7 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
         if (!id) throw new Usage('show needs a RUN_ID');
         const run = service.engine.getRun(id);
         if (!run) throw new Error(`no run "${id}"`);
-        print(run);
+        print({ ...run, next: partOfRun(service, id, (parent) => `kiwi directive show ${parent}`) });
         return 0;
       }
       case 'runs': {
@@ -147,7 +147,11 @@ async function dispatch(action: string | undefined, rest: string[], values: Valu
         if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new Usage('--limit must be a whole number from 1 to 1000');
         service.engine.sweepExpired();
         for (const r of service.engine.runs.list({ directive: values.directive as string | undefined, status }, limit)) {
-          process.stdout.write(`${iso(r.created_at)} ${r.id} ${r.directive} ${r.mode} ${r.status} target=${r.target} by ${r.requested_by ?? '-'}${r.error ? ` — ${r.error.slice(0, 160)}` : ''}\n`);
+          const parent = parentRunId(r.id);
+          process.stdout.write(
+            `${iso(r.created_at)} ${r.id} ${r.directive} ${r.mode} ${r.status} target=${r.target} by ${r.requested_by ?? '-'}` +
+              `${parent ? ` (part of run ${parent})` : ''}${r.error ? ` — ${r.error.slice(0, 160)}` : ''}\n`,
+          );
         }
         return 0;
       }

@@ -215,6 +215,8 @@ interface Frame {
   depth: number;
   stack: string[];
   prefix: string;
+  /** A nested directive's: aborted when its main steps must stop (the run is interrupted, its directive step timed out); else the run's `interrupted`. */
+  signal?: AbortSignal;
 }
 
 interface RunState {
@@ -224,12 +226,13 @@ interface RunState {
   principal: string;
   records: StepRecord[];
   applied: Undo[];
-  pendingRollbacks: { frame: Frame; steps: StepDefinition[] }[];
   mask: (value: unknown) => unknown;
   executed: number;
   tools: readonly ToolInfo[];
   /** Target locks taken by nested directives, by directive and target: their run rows' ids. */
   locks: Map<string, string>;
+  /** Lock rows of nested directives that failed (and rolled back) in their last call: what each row closes with. */
+  nestedFailures: Map<string, { status: RunStatus; error: string }>;
 }
 
 /** Audit details a log line repeats: what happened, never what a step read or wrote. */
@@ -570,13 +573,14 @@ export class DirectiveEngine {
    * A nested directive acts on its own target, so it takes that target's lock as a run of its own
    * would (no other run changes the target meanwhile) and holds it until the outer run ends: the
    * outer run's undo and rollback may still reach the nested changes. The lock is a run row of the
-   * nested directive (id `<outer run id>.<n>`, see nestedRunId), closed with the outer run's outcome.
+   * nested directive (id `<outer run id>.<n>`, see nestedRunId), closed when the outer run ends (releaseNested).
    */
-  private lockNested(state: RunState, childFrame: Frame): void {
+  private lockNested(state: RunState, childFrame: Frame): string {
     const child = childFrame.directive;
     const target = this.renderTarget(childFrame);
     const key = `${child.name}\u0000${target}`;
-    if (state.locks.has(key)) return; // taken earlier in this run
+    const taken = state.locks.get(key);
+    if (taken !== undefined) return taken; // taken earlier in this run
     const now = Date.now();
     const id = nestedRunId(state.run.id, state.locks.size + 1);
     const inputs = childFrame.context.inputs;
@@ -610,12 +614,17 @@ export class DirectiveEngine {
     this.runs.claim(id, OWNER, now);
     heldLocks.add(id);
     state.locks.set(key, id);
+    return id;
   }
 
-  /** Closes the nested directives' lock rows with the outer run's outcome: their targets are free again. */
+  /**
+   * Closes the nested directives' lock rows: their targets are free again. A row closes with the
+   * outer run's outcome, or with its directive's own when that failed (and rolled back) in its last call.
+   */
   private releaseNested(state: RunState, status: RunStatus, error: string | null): void {
     for (const id of state.locks.values()) {
-      this.runs.save(id, { status, steps: [], error: error === null ? null : `as part of run ${state.run.id}: ${error}`, finished: true }, Date.now(), OWNER);
+      const own = state.nestedFailures.get(id) ?? { status, error };
+      this.runs.save(id, { status: own.status, steps: [], error: own.error === null ? null : `as part of run ${state.run.id}: ${own.error}`, finished: true }, Date.now(), OWNER);
       heldLocks.delete(id);
     }
   }
@@ -646,7 +655,7 @@ export class DirectiveEngine {
   /** Undoes what an interrupted run recorded and closes it; null when someone else closed it first. */
   private async undoInterrupted(left: RunningRun): Promise<DirectiveRunRow | null> {
     const as = { directive: left.directive, principal: left.requested_by ?? 'kiwi', runId: left.id, mask: (value: unknown) => value };
-    const { undone, errors } = await this.undoChanges(as, 'kiwi', [...left.undo] as Undo[]);
+    const { undone, errors } = await this.undoChanges(as, 'kiwi', [...left.undo] as Undo[], 0);
     const parent = parentRunId(left.id);
     const error =
       `interrupted: the process running it (${left.owner ?? 'unknown'}) stopped; ` +
@@ -895,11 +904,11 @@ export class DirectiveEngine {
       principal,
       records: [],
       applied: [],
-      pendingRollbacks: [],
       mask: masker(frame.directive, frame.context.inputs),
       executed: 0,
       tools,
       locks,
+      nestedFailures: new Map(),
     };
     let failure: Error | null = null;
     try {
@@ -915,10 +924,7 @@ export class DirectiveEngine {
     const cleanupErrors: string[] = [];
     if (failure) {
       cleanupErrors.push(...(await this.undoApplied(frame, state)));
-      state.pendingRollbacks.push({ frame, steps: frame.directive.rollback ?? [] });
-      for (const pending of state.pendingRollbacks) {
-        cleanupErrors.push(...(await this.executeSteps(pending.frame, state, pending.steps, 'rollback', `${pending.frame.prefix}rollback`, true)));
-      }
+      cleanupErrors.push(...(await this.executeSteps(frame, state, frame.directive.rollback ?? [], 'rollback', `${frame.prefix}rollback`, true)));
     }
     const finallyErrors = await this.executeSteps(frame, state, frame.directive.finally ?? [], 'finally', `${frame.prefix}finally`, true);
 
@@ -948,7 +954,7 @@ export class DirectiveEngine {
   private async executeSteps(frame: Frame, state: RunState, steps: readonly StepDefinition[], phase: Phase, base: string, keepGoing: boolean): Promise<string[]> {
     const errors: string[] = [];
     for (let i = 0; i < steps.length; i++) {
-      if (phase === 'steps') state.interrupted.throwIfAborted();
+      if (phase === 'steps') (frame.signal ?? state.interrupted).throwIfAborted();
       try {
         await this.executeStep(frame, state, steps[i]!, `${base}[${i}]`, phase, keepGoing);
       } catch (err) {
@@ -984,14 +990,14 @@ export class DirectiveEngine {
       full.output = state.mask(boundOutput(full.output));
       full.error = full.error === null ? null : (state.mask(full.error) as string);
       state.records.push(full);
-      if (!this.runs.save(state.run.id, { status: 'running', steps: state.records, error: null, finished: false }, Date.now(), OWNER)) {
-        throw new RunTakenOver(`run ${state.run.id} was taken over by another process`);
-      }
+      this.saveProgress(state);
       return full;
     };
     const fail = (message: string, partial: Partial<StepRecord> = {}): never => {
       record({ ...partial, outcome: partial.outcome ?? 'failed', error: message });
       frame.context.steps[name] = { output: null, outcome: 'failed' };
+      // a conditional that failed took neither branch
+      if (step.conditional) this.skipSteps(frame, state, phase, [[step.conditional.then, `${path}.then`], [step.conditional.else ?? [], `${path}.else`]]);
       if (step.continue_on_error && !keepGoing) return undefined as never;
       throw new StepFailed(path, `${path} (${name}) failed: ${message}`);
     };
@@ -1008,6 +1014,7 @@ export class DirectiveEngine {
       }
       if (step.conditional) {
         record({ ref: 'conditional', output: { branch: holds ? 'then' : 'else' } });
+        this.skipSteps(frame, state, phase, [holds ? [step.conditional.else ?? [], `${path}.else`] : [step.conditional.then, `${path}.then`]]);
         const branch = holds ? step.conditional.then : (step.conditional.else ?? []);
         const branchErrors = await this.executeSteps(frame, state, branch, phase, `${path}.${holds ? 'then' : 'else'}`, keepGoing);
         if (branchErrors.length) throw new Error(branchErrors.join('; '));
@@ -1060,13 +1067,14 @@ export class DirectiveEngine {
       while (attempts < attemptsAllowed) {
         attempts++;
         try {
-          const interrupted = phase === 'steps' ? state.interrupted : undefined;
-          result = await withTimeout(timeoutMs, (signal) => this.runOnce(frame, state, step, needs.ref, inputs, signal, timeoutMs), interrupted);
+          const interrupted = phase === 'steps' ? (frame.signal ?? state.interrupted) : undefined;
+          // a nested directive is waited for when stopped: it undoes, rolls back and ends before the step is done with
+          result = await withTimeout(timeoutMs, (signal) => this.runOnce(frame, state, step, needs.ref, inputs, signal, timeoutMs), interrupted, kind === 'directive');
           break;
         } catch (err) {
           lastError = err as Error;
           if (err instanceof StepFailed) break; // a nested directive already rolled its own way; don't retry it blindly
-          if (phase === 'steps' && state.interrupted.aborted) break;
+          if (phase === 'steps' && (frame.signal ?? state.interrupted).aborted) break;
           if (attempts < attemptsAllowed) await new Promise((r) => setTimeout(r, Math.min(250 * attempts, 2000)));
         }
       }
@@ -1090,6 +1098,36 @@ export class DirectiveEngine {
       }
     }
     frame.context.steps[name] = { output: step.foreach !== undefined ? outputs : outputs[0], outcome: 'ok' };
+  }
+
+  /** Saves the steps recorded so far; stops the run when another process took it over. */
+  private saveProgress(state: RunState): void {
+    if (!this.runs.save(state.run.id, { status: 'running', steps: state.records, error: null, finished: false }, Date.now(), OWNER)) {
+      throw new RunTakenOver(`run ${state.run.id} was taken over by another process`);
+    }
+  }
+
+  /**
+   * Records the steps of a conditional's branch not taken (and of the conditionals in it) as
+   * skipped, as a step whose `if` is false is: a later step reads its outcome as 'skipped' and its
+   * output as null, where it would otherwise find no such step.
+   */
+  private skipSteps(frame: Frame, state: RunState, phase: Phase, branches: [readonly StepDefinition[], string][]): void {
+    const now = new Date().toISOString();
+    const skip = (steps: readonly StepDefinition[], base: string): void =>
+      steps.forEach((step, i) => {
+        const path = `${base}[${i}]`;
+        const name = step.name ?? autoName(path);
+        const ref = step.conditional ? 'conditional' : (step.action ?? step.script ?? step.tool ?? step.directive ?? '');
+        state.records.push({ path, phase, name, kind: stepKind(step), ref, item_index: null, inputs: null, output: null, outcome: 'skipped', error: null, attempts: 0, started_at: now, duration_ms: 0 });
+        frame.context.steps[name] = { output: null, outcome: 'skipped' };
+        if (step.conditional) {
+          skip(step.conditional.then, `${path}.then`);
+          skip(step.conditional.else ?? [], `${path}.else`);
+        }
+      });
+    for (const [steps, base] of branches) skip(steps, base);
+    this.saveProgress(state);
   }
 
   private async runOnce(frame: Frame, state: RunState, step: StepDefinition, ref: string, inputs: Record<string, unknown>, signal: AbortSignal, timeoutMs: number): Promise<ActionResult> {
@@ -1120,24 +1158,32 @@ export class DirectiveEngine {
       if (result.isError) throw new Error(`${ref}: ${result.text.slice(0, 500)}`);
       return { output: result.structured ?? { text: result.text.slice(0, 4000) } };
     }
-    // A nested directive: same run, same undo stack; its rollback steps run with ours, after the
-    // undo. Its finally steps run when it ends, as a called function's finally block does, before
-    // the outer run handles a failure (undo, rollback): they close what it opened, whatever the
-    // outer run then does. Its target stays locked until the outer run ends (lockNested).
+    // A nested directive: same run, same undo stack. It ends as a run of it would, as a called
+    // function does, before the outer run goes on: when it fails it undoes its own changes and runs
+    // its rollback (whatever the outer step's continue_on_error then does, nothing of it stays
+    // applied), and its finally steps run. A change of it that stands is undone with the outer
+    // run's, should that fail later. Its target stays locked until the outer run ends (lockNested).
     if (frame.stack.includes(ref)) throw new Error(`directive cycle: ${[...frame.stack, ref].join(' -> ')}`);
     if (frame.depth + 1 >= MAX_DIRECTIVE_DEPTH) throw new Error(`directives nest deeper than ${MAX_DIRECTIVE_DEPTH}`);
     const child = this.library.get(ref)?.loaded.directive;
     if (!child) throw new Error(`directive ${ref} is not available`);
-    const childFrame = this.childFrame(frame, child, resolveInputs(child, inputs), `${frame.prefix}${ref}>`);
-    this.lockNested(state, childFrame);
+    const childFrame: Frame = { ...this.childFrame(frame, child, resolveInputs(child, inputs), `${frame.prefix}${ref}>`), signal };
+    const lock = this.lockNested(state, childFrame);
     const childMask = masker(child, childFrame.context.inputs);
     const parentMask = state.mask;
     state.mask = (v) => childMask(parentMask(v));
+    const outerChanges = state.applied.length; // those below are the outer run's
     try {
       await this.executeSteps(childFrame, state, child.steps, 'steps', `${childFrame.prefix}steps`, false);
+      state.nestedFailures.delete(lock);
     } catch (err) {
-      state.pendingRollbacks.unshift({ frame: childFrame, steps: child.rollback ?? [] });
-      throw err;
+      if (err instanceof RunTakenOver) throw err;
+      const cleanupErrors = await this.undoApplied(childFrame, state, outerChanges);
+      cleanupErrors.push(...(await this.executeSteps(childFrame, state, child.rollback ?? [], 'rollback', `${childFrame.prefix}rollback`, true)));
+      const failure = (err as Error).message;
+      const incomplete = cleanupErrors.length ? `rollback incomplete: ${cleanupErrors.join('; ')}` : null;
+      state.nestedFailures.set(lock, { status: incomplete ? 'failed' : 'rolled_back', error: state.mask(`${failure}; ${incomplete ?? 'changes rolled back'}`) as string });
+      throw new StepFailed(childFrame.prefix, state.mask(`${failure}; ${incomplete ? `its ${incomplete}` : 'its changes rolled back'}`) as string);
     } finally {
       await this.executeSteps(childFrame, state, child.finally ?? [], 'finally', `${childFrame.prefix}finally`, true);
       state.mask = parentMask;
@@ -1175,12 +1221,12 @@ export class DirectiveEngine {
     return action.run(ctx, parsed.data);
   }
 
-  /** Applies the inverses of the changes made so far, newest first. Returns the errors. */
-  private async undoApplied(frame: Frame, state: RunState): Promise<string[]> {
+  /** Applies the inverses of the changes made so far (those after the first `keep`), newest first. Returns the errors. */
+  private async undoApplied(frame: Frame, state: RunState, keep = 0): Promise<string[]> {
     const as = { directive: frame.directive.name, principal: state.principal, runId: state.run.id, mask: state.mask };
-    const { errors } = await this.undoChanges(as, state.principal, state.applied, (undo, started, outcome, output, error) =>
+    const { errors } = await this.undoChanges(as, state.principal, state.applied, keep, (undo, started, outcome, output, error) =>
       state.records.push({
-        path: 'undo',
+        path: `${frame.prefix}undo`,
         phase: 'undo',
         name: undo.description,
         kind: 'undo',
@@ -1199,19 +1245,20 @@ export class DirectiveEngine {
   }
 
   /**
-   * Applies the inverses in `changes`, newest first, popping each and storing what is left once it
-   * was tried (so a process that stops here leaves the rest to recoverInterrupted); each undo is
-   * audited, and reported to `each` when given.
+   * Applies the inverses in `changes` but the first `keep`, newest first, popping each and storing
+   * what is left once it was tried (so a process that stops here leaves the rest to
+   * recoverInterrupted); each undo is audited, and reported to `each` when given.
    */
   private async undoChanges(
     as: ActionAs,
     auditActor: string,
     changes: Undo[],
+    keep: number,
     each?: (undo: Undo, started: number, outcome: 'ok' | 'failed', output: unknown, error: string | null) => void,
   ): Promise<{ undone: string[]; errors: string[] }> {
     const undone: string[] = [];
     const errors: string[] = [];
-    while (changes.length) {
+    while (changes.length > keep) {
       const undo = changes.pop()!;
       const started = Date.now();
       try {
@@ -1272,8 +1319,12 @@ function boundOutput(output: unknown): unknown {
   return { truncated: true, bytes: json.length, head: json.slice(0, 2000) };
 }
 
-/** Runs `work` with a signal aborted after `ms`, or when `outer` aborts (with its reason), whichever comes first. */
-export async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => Promise<T>, outer?: AbortSignal): Promise<T> {
+/**
+ * Runs `work` with a signal aborted after `ms`, or when `outer` aborts (with its reason), whichever
+ * comes first; it rejects then, unless `waitForWork`: then `work` is to stop on the signal, and its
+ * own outcome is awaited.
+ */
+export async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => Promise<T>, outer?: AbortSignal, waitForWork = false): Promise<T> {
   outer?.throwIfAborted();
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
@@ -1281,7 +1332,7 @@ export async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => 
   const timeout = new Promise<never>((_, reject) => {
     const stop = (err: Error) => {
       controller.abort(err);
-      reject(err);
+      if (!waitForWork) reject(err);
     };
     timer = setTimeout(() => stop(new Error(`timed out after ${ms} ms`)), ms);
     if (outer) {

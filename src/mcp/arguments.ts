@@ -1,7 +1,7 @@
 /** Argument schemas several tool groups share. */
 import { z } from 'zod';
 import type { ToolArgumentProblem } from '../directives/engine.js';
-import { parseTimeInput } from '../time.js';
+import { parseDuration, parseTimeInput } from '../time.js';
 
 const TIME_FORMS = 'ISO 8601, epoch seconds or milliseconds, "now", or relative like "-15m", "-2h", "-7d"';
 
@@ -12,22 +12,32 @@ const TIME_FORMS = 'ISO 8601, epoch seconds or milliseconds, "now", or relative 
 export const timeInput = z.union([z.string(), z.number()], { error: `expected a time: ${TIME_FORMS}` }).describe(TIME_FORMS);
 
 /**
+ * A duration with its unit as the tools take it (`15m`, `6h`; read by parseDuration, which refuses a
+ * bare number). The schema is a string: what parseDuration refuses, the handler reports, and a
+ * directive's plan finds it beforehand (argumentProblems).
+ */
+export const durationInput = z.string();
+
+/**
  * A refusal of arguments taken together (say, two sources where one is taken), where there is no
  * one argument to name as `field: reason`: like that convention, it is the caller's mistake.
  */
 export class ArgumentsError extends Error {}
 
-/** Whether an argument's schema is timeInput (optional, with a default or described anew: those wrap or clone it). */
-function isTimeInput(schema: z.ZodType): boolean {
+/**
+ * Whether an argument's schema is `shared` (optional, with a default or described anew: those wrap
+ * or clone it), or a union with it as one option (`horizon`: a duration or a number of hours).
+ */
+function reads(schema: z.ZodType, shared: z.ZodType): boolean {
   let inner: z.ZodType = schema;
   while (inner instanceof z.ZodOptional || inner instanceof z.ZodDefault) inner = inner.unwrap() as z.ZodType;
-  return inner.def === timeInput.def;
+  return inner.def === shared.def || (inner instanceof z.ZodUnion && inner.options.some((option) => (option as z.ZodType).def === shared.def));
 }
 
 /**
  * What a tool would refuse in `args` before doing anything, found without calling it (a directive's
- * plan asks): its argument schema, and each time argument read by parseTimeInput, as the handlers
- * read them. Each problem names its argument.
+ * plan asks): its argument schema, each time argument read by parseTimeInput and each duration
+ * (a string) by parseDuration, as the handlers read them. Each problem names its argument.
  */
 export function argumentProblems(schema: z.ZodType, args: Record<string, unknown>, now = Date.now()): ToolArgumentProblem[] {
   const parsed = schema.safeParse(args);
@@ -35,9 +45,10 @@ export function argumentProblems(schema: z.ZodType, args: Record<string, unknown
   const shape = schema instanceof z.ZodObject ? (schema.shape as Record<string, z.ZodType>) : {};
   for (const [name, field] of Object.entries(shape)) {
     const value = args[name];
-    if ((typeof value !== 'string' && typeof value !== 'number') || !isTimeInput(field) || problems.some((p) => p.argument === name)) continue;
+    if ((typeof value !== 'string' && typeof value !== 'number') || problems.some((p) => p.argument === name)) continue;
     try {
-      parseTimeInput(value, now);
+      if (reads(field, timeInput)) parseTimeInput(value, now);
+      else if (typeof value === 'string' && reads(field, durationInput)) parseDuration(value);
     } catch (err) {
       problems.push({ argument: name, message: (err as Error).message });
     }

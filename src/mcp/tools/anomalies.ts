@@ -6,7 +6,7 @@ import { detectAnomaliesAsync } from '../../detect/service.js';
 import { ANOMALY_STATUSES, AnomalyConflictError, AnomalyStore, type Anomaly } from '../../store/anomalies.js';
 import type { Store } from '../../store/store.js';
 import { iso, parseDuration, parseTimeInput } from '../../time.js';
-import { timeInput } from '../arguments.js';
+import { durationInput, timeInput } from '../arguments.js';
 import { mcpServers, remedyForAnomaly, suggestionText } from '../../remedies.js';
 import { answer, boundedAttrs, round, suggestedActionShape } from '../format.js';
 
@@ -76,7 +76,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         'as unconfirmed), and a finding no larger than one a person marked false_positive is held back. sensitivity 0..1 (default ' +
         `0.5: p < 1e-6). At most ${LIMITS.anomalies} anomalies (limit, default 20), evidence cut at ${LIMITS.evidenceChars} characters.`,
       inputSchema: {
-        lookback: z.string().default('60m').describe('Window to judge, e.g. 15m, 60m, 6h'),
+        lookback: durationInput.default('60m').describe('Window to judge, e.g. 15m, 60m, 6h'),
         at: timeInput.optional().describe('End of the window (default now): ISO 8601, epoch, or -2h. A past window closes no anomaly last seen after it'),
         component: z.string().optional().describe('Judge only this component'),
         types: z.array(z.enum(ANOMALY_TYPES)).optional().describe('Run only the checks for these types'),

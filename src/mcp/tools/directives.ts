@@ -14,7 +14,7 @@ import type { Policy } from '../../directives/policy.js';
 import { capabilitiesWithToolFallback, type CapabilityRegistry, type ToolCaller, type ToolInfo } from '../../directives/registry.js';
 import { directiveJsonSchema } from '../../directives/schema.js';
 import { DirectiveService } from '../../directives/service.js';
-import { RUN_STATUSES, type DirectiveRunRow } from '../../store/directives.js';
+import { parentRunId, RUN_STATUSES, type DirectiveRunRow } from '../../store/directives.js';
 import type { Store } from '../../store/store.js';
 import { iso, parseTimeInput } from '../../time.js';
 import { answer, truncate } from '../format.js';
@@ -136,8 +136,11 @@ const stepRecord = z.object({
   duration_ms: z.number(),
 });
 
+const PARENT = "the run this is part of (a nested directive's hold on its target, whose steps are recorded in that run); null for a run of its own";
+
 const runShape = {
   id: z.string(),
+  parent: z.string().nullable().describe(PARENT),
   directive: z.string(),
   version: z.string().nullable(),
   mode: z.enum(['plan', 'execute']),
@@ -170,6 +173,7 @@ export function runStructured(run: DirectiveRunRow & Partial<Pick<RunView, 'repl
   const steps = (run.steps as StepRecord[]).map((s) => ({ ...s, inputs: boundJson(s.inputs), output: boundJson(s.output) }));
   return {
     id: run.id,
+    parent: parentRunId(run.id),
     directive: run.directive,
     version: run.version,
     mode: run.mode,
@@ -191,6 +195,17 @@ export function runStructured(run: DirectiveRunRow & Partial<Pick<RunView, 'repl
     replayed: run.replayed ?? false,
     next: run.next ?? null,
   };
+}
+
+/**
+ * For a nested directive's hold on its target (a run row of it, see parentRunId): the run it is
+ * part of, where its steps are recorded, and how to see that run (`show`); null for a run of its own.
+ */
+export function partOfRun(service: DirectiveService, id: string, show: (parent: string) => string): string | null {
+  const parent = parentRunId(id);
+  if (parent === null) return null;
+  const outer = service.engine.getRun(parent);
+  return `part of run ${parent}${outer ? ` (${outer.directive})` : ''}, where its steps are recorded: ${show(parent)}`;
 }
 
 export function renderRun(run: ReturnType<typeof runStructured>): string {
@@ -397,7 +412,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
     async ({ id }) => {
       const run = service.engine.getRun(id);
       if (!run) throw new Error(`id: no run "${id}"`);
-      const structured = runStructured(run);
+      const structured = runStructured({ ...run, next: partOfRun(service, id, (parent) => `get_directive_run {"id": "${parent}"}`) });
       return answer(structured, renderRun(structured));
     },
   );
@@ -406,7 +421,9 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
     'list_directive_runs',
     {
       title: 'List directive runs',
-      description: `Runs newest first, optionally for one directive or status. limit default 20, at most ${LIMITS.runs}; pass next_before for the next page.`,
+      description:
+        `Runs newest first, optionally for one directive or status. limit default 20, at most ${LIMITS.runs}; pass next_before for the next page. ` +
+        "A nested directive's hold on its target is listed as a run of it (and counts in its rate limit), with parent: the run it is part of.",
       inputSchema: {
         directive: z.string().max(64).optional(),
         status: z.enum(RUN_STATUSES).optional(),
@@ -417,6 +434,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
         runs: z.array(
           z.object({
             id: z.string(),
+            parent: z.string().nullable().describe(PARENT),
             directive: z.string(),
             mode: z.string(),
             status: z.string(),
@@ -446,6 +464,7 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
       const page = rows.slice(0, limit);
       const runs = page.map((r) => ({
         id: r.id,
+        parent: parentRunId(r.id),
         directive: r.directive,
         mode: r.mode,
         status: r.status,
@@ -459,7 +478,10 @@ export function registerDirectiveTools(server: McpServer, store: Store, options:
       const nextBefore = rows.length > limit ? page[page.length - 1]!.created_at : null;
       const text = [
         `${runs.length} runs${nextBefore !== null ? ` (more: before=${nextBefore})` : ''}`,
-        ...runs.map((r) => `${r.created_at} ${r.id} ${r.directive} ${r.mode} ${r.status} target=${r.target}${r.error ? ` — ${truncate(r.error, 120)}` : ''}`),
+        ...runs.map(
+          (r) =>
+            `${r.created_at} ${r.id} ${r.directive} ${r.mode} ${r.status} target=${r.target}${r.parent ? ` (part of run ${r.parent})` : ''}${r.error ? ` — ${truncate(r.error, 120)}` : ''}`,
+        ),
       ].join('\n');
       return answer({ runs, next_before: nextBefore }, text);
     },

@@ -9,6 +9,7 @@ import { SELF_METRICS } from '../../ingest/self.js';
 import { parseDuration } from '../../time.js';
 import { suggestionText } from '../../remedies.js';
 import { suggestedActionShape } from '../format.js';
+import { durationInput } from '../arguments.js';
 
 const estimate = z.object({ estimate: z.number(), lower: z.number().nullable(), upper: z.number().nullable() });
 
@@ -137,7 +138,7 @@ export function registerForecastTools(server: McpServer, store: Store): void {
         target: z.enum([...FORECAST_TARGETS, 'all']).default('all'),
         component: z.string().min(1).optional().describe('e.g. worker, mcp-github; default every component with the data'),
         horizon: z
-          .union([z.string(), z.number().positive()], { error: 'expected a duration such as 6h, 90m, 2d, or a positive number of hours' })
+          .union([durationInput, z.number().positive()], { error: 'expected a duration such as 6h, 90m, 2d, or a positive number of hours' })
           .optional()
           .describe('how far ahead: a duration such as 6h, 90m, 2d, or a number of hours'),
         metric: z.string().optional().describe(`instead of target: the metric to forecast, e.g. ${MEMORY_METRIC}`),

@@ -7,7 +7,7 @@ import { EVENT_LEVELS } from '../../ingest/records.js';
 import { queryMetrics } from '../../query/metrics.js';
 import type { Store } from '../../store/store.js';
 import { formatDuration, iso, parseDuration, parseTimeInput } from '../../time.js';
-import { ArgumentsError, timeInput } from '../arguments.js';
+import { ArgumentsError, durationInput, timeInput } from '../arguments.js';
 import { answer, boundedAttrs, formatBytes, labelText, round, truncate } from '../format.js';
 
 const LIMITS = {
@@ -185,7 +185,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         labels: z.record(z.string(), z.string()).optional(),
         from: timeInput.default('-1h'),
         to: timeInput.default('now'),
-        bucket: z.string().optional().describe('Bucket width such as 10s, 1m, 5m, 1h; default: about 60 buckets over the range'),
+        bucket: durationInput.optional().describe('Bucket width such as 10s, 1m, 5m, 1h; default: about 60 buckets over the range'),
         max_series: z.number().int().min(1).max(LIMITS.querySeries).default(10),
         max_buckets: z.number().int().min(1).max(LIMITS.queryBuckets).default(120),
       },
