@@ -236,7 +236,7 @@ interface RunState {
 }
 
 /** Audit details a log line repeats: what happened, never what a step read or wrote. */
-const AUDIT_LOG_FIELDS = ['status', 'error', 'reason', 'step', 'ref', 'approved_by', 'requested_by', 'expires_at', 'steps', 'undone'] as const;
+const AUDIT_LOG_FIELDS = ['status', 'error', 'reason', 'step', 'ref', 'approved_by', 'requested_by', 'expires_at', 'steps', 'undone', 'runs', 'limit', 'per_ms'] as const;
 /** Audit actions logged as warnings: something was refused, expired or undone. */
 const AUDIT_WARNINGS = new Set([
   'directive.refused',
@@ -330,7 +330,8 @@ export class DirectiveEngine {
       steps: [],
       requested_by: request.principal,
       approved_by: null,
-      error: planErrors.length ? `plan: ${planErrors.map((p) => `${p.path}: ${p.error}`).join('; ')}` : null,
+      // masked as the plan is: a check that refuses a value quotes it, and a secret input may be that value
+      error: planErrors.length ? (mask(`plan: ${planErrors.map((p) => `${p.path}: ${p.error}`).join('; ')}`) as string) : null,
       idempotency_key: request.idempotencyKey ?? null,
       created_at: now,
       updated_at: now,
@@ -358,14 +359,7 @@ export class DirectiveEngine {
       return { ...failed, replayed: false, next: null };
     }
 
-    const limit = this.policy.rateLimit(directive.name);
-    if (limit) {
-      const recent = this.runs.executionsSince(directive.name, now - limit.perMs);
-      if (recent >= limit.runs) {
-        this.audit({ actor: request.principal, action: 'directive.rate_limited', target: directive.name, details: { runs: recent, limit: limit.runs, per_ms: limit.perMs } });
-        throw new Error(`rate limit: ${directive.name} ran ${recent} times in the last ${limit.perMs / 1000} s; the policy allows ${limit.runs}`);
-      }
-    }
+    this.checkRateLimit(directive.name, request.principal, now);
 
     const mayRun = plan.filter((p) => p.runs !== 'no');
     const denied = this.deniedPermissions(mayRun, request.principal);
@@ -575,6 +569,16 @@ export class DirectiveEngine {
    * outer run's undo and rollback may still reach the nested changes. The lock is a run row of the
    * nested directive (id `<outer run id>.<n>`, see nestedRunId), closed when the outer run ends (releaseNested).
    */
+  /** Throws (and audits) when `directive` already executed as often as the policy allows in its window. */
+  private checkRateLimit(directive: string, principal: string, now: number): void {
+    const limit = this.policy.rateLimit(directive);
+    if (!limit) return;
+    const recent = this.runs.executionsSince(directive, now - limit.perMs);
+    if (recent < limit.runs) return;
+    this.audit({ actor: principal, action: 'directive.rate_limited', target: directive, details: { runs: recent, limit: limit.runs, per_ms: limit.perMs } });
+    throw new Error(`rate limit: ${directive} ran ${recent} times in the last ${limit.perMs / 1000} s; the policy allows ${limit.runs}`);
+  }
+
   private lockNested(state: RunState, childFrame: Frame): string {
     const child = childFrame.directive;
     const target = this.renderTarget(childFrame);
@@ -582,6 +586,8 @@ export class DirectiveEngine {
     const taken = state.locks.get(key);
     if (taken !== undefined) return taken; // taken earlier in this run
     const now = Date.now();
+    // nested, it acts as often as on its own: wrapping a directive does not lift its limit
+    this.checkRateLimit(child.name, state.principal, now);
     const id = nestedRunId(state.run.id, state.locks.size + 1);
     const inputs = childFrame.context.inputs;
     try {
@@ -815,12 +821,18 @@ export class DirectiveEngine {
   private planChild(frame: Frame, step: StepDefinition, entry: PlannedStep, principal: string, tools: readonly ToolInfo[], out: PlannedStep[]): void {
     if (frame.stack.includes(step.directive!)) throw new Error(`directive cycle: ${[...frame.stack, step.directive].join(' -> ')}`);
     if (frame.depth + 1 >= MAX_DIRECTIVE_DEPTH) throw new Error(`directives nest deeper than ${MAX_DIRECTIVE_DEPTH}`);
+    // what would refuse it run alone refuses it nested, whether or not its inputs are known yet
+    const loaded = this.library.get(step.directive!)!.loaded;
+    const invalid = validateDirective(loaded, { library: this.library, scriptsDir: this.scriptsDir, tools }, step.directive);
+    if (invalid.length) throw new Error(`directive ${step.directive} is invalid: ${invalid.map(formatDiagnostic).join('; ')}`);
     if (containsDeferred(entry.inputs)) return;
-    const child = this.library.get(step.directive!)!.loaded.directive!;
+    const child = loaded.directive!;
     const childInputs = resolveInputs(child, entry.inputs as Record<string, unknown>);
     const childFrame = this.childFrame(frame, child, childInputs, `${entry.path}>`);
     const nested: PlannedStep[] = [];
     this.planSteps(childFrame, child.steps, 'steps', `${childFrame.prefix}steps`, principal, tools, nested, entry.runs);
+    // a nested directive that fails runs its own rollback, which must be planned (and approved) as the top level's is
+    this.planSteps(childFrame, child.rollback ?? [], 'rollback', `${childFrame.prefix}rollback`, principal, tools, nested, entry.runs === 'no' ? 'no' : 'at run time');
     this.planSteps(childFrame, child.finally ?? [], 'finally', `${childFrame.prefix}finally`, principal, tools, nested, entry.runs);
     out.push(...nested);
   }

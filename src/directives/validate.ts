@@ -76,11 +76,36 @@ export function stepNeeds(step: StepDefinition, ctx: { library: DirectiveLibrary
       const child = ctx.library.get(step.directive!);
       if (!child) throw new Error(`unknown directive "${step.directive}" (no ${step.directive}.yaml in ${ctx.library.dir})`);
       if (!child.loaded.directive) throw new Error(`directive "${step.directive}" is invalid: ${child.loaded.errors.map(formatDiagnostic)[0]}`);
-      return { kind, ref: step.directive!, permissions: [...(child.loaded.directive.permissions ?? [])], destructive: false, reversible: false };
+      // destructive when anything it may run is (its steps, rollback, finally, and directives it nests):
+      // an outer run that calls it needs the approval it would need on its own
+      return {
+        kind,
+        ref: step.directive!,
+        permissions: [...(child.loaded.directive.permissions ?? [])],
+        destructive: holdsDestructive(child.loaded.directive, ctx, new Set([step.directive!])),
+        reversible: false,
+      };
     }
     default:
       return { kind, ref: 'conditional', permissions: [], destructive: false, reversible: false };
   }
+}
+
+/** Whether any step a directive may run changes something (conditional branches and nested directives included). */
+function holdsDestructive(directive: DirectiveDefinition, ctx: { library: DirectiveLibrary; tools: readonly ToolInfo[] }, visiting: Set<string>): boolean {
+  return allSteps(directive).some(({ step }) => {
+    if (step.conditional) return false; // its branches are visited as steps of their own
+    if (stepKind(step) === 'directive') {
+      if (visiting.has(step.directive!)) return false; // a cycle: refused when planned
+      const child = ctx.library.get(step.directive!)?.loaded.directive;
+      return child ? holdsDestructive(child, ctx, new Set([...visiting, step.directive!])) : false;
+    }
+    try {
+      return stepNeeds(step, ctx).destructive;
+    } catch {
+      return false; // an unknown reference: the step itself reports it
+    }
+  });
 }
 
 function publicActions(): string[] {
