@@ -21,7 +21,7 @@ export interface KiwiOptions {
   selfIntervalMs?: number;
   /** Longest Kiwi's own telemetry is buffered before it is written; default the `telemetry.self_flush_ms` setting. */
   selfFlushMs?: number;
-  /** Directive permission policy file, YAML or JSON; default `KIWI_POLICY`, else read-only. Read once, here. */
+  /** Directive permission policy file, YAML or JSON; default `KIWI_POLICY`, else read-only. Followed: an edit is in force from the next check. */
   policy?: string;
   /** Directives folder; default `KIWI_DIRECTIVES`, else the shipped `directives/`. */
   directivesDir?: string;

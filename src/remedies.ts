@@ -64,11 +64,16 @@ export function mcpServers(store: Pick<Store, 'latestEvent'>): (component: strin
   return (component) => store.latestEvent('connection', component) !== null;
 }
 
-/** The directive that acts on a stored anomaly of this type, with its inputs; null when none does. */
+/**
+ * The directive that acts on a stored anomaly of this type, with its inputs; null when none does,
+ * and for an anomaly that is closed (resolved, or marked a false positive: acting on it would undo
+ * a person's judgement).
+ */
 export function remedyForAnomaly(
-  anomaly: { id: string | null; type: string; component: string },
+  anomaly: { id: string | null; type: string; component: string; status?: string },
   isMcpServer: (component: string) => boolean,
 ): SuggestedAction | null {
+  if (anomaly.status !== undefined && anomaly.status !== 'open' && anomaly.status !== 'acknowledged') return null;
   switch (anomaly.type) {
     case 'latency_spike':
       return isMcpServer(anomaly.component) ? healLatencySpike(anomaly.component, anomaly.id, 'a latency spike') : null;

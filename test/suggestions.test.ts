@@ -99,6 +99,14 @@ describe('suggested_action', () => {
     suggestions.push(...forecasts.flatMap((f) => (f.suggested_action ? [f.suggested_action] : [])));
   }, 60_000);
 
+  it('a closed anomaly suggests nothing: acting on it would undo a person marking it a false positive', async () => {
+    const listed = (await call('list_anomalies', { type: 'connection_instability' })).anomalies as { id: string; suggested_action: Suggested }[];
+    const flaky = listed[0]!;
+    expect(flaky.suggested_action?.directive).toBe('flaky_connection_response');
+    await call('update_anomaly', { id: flaky.id, action: 'false_positive', note: 'planned maintenance' });
+    expect((await call('get_anomaly', { id: flaky.id })).suggested_action).toBeNull();
+  });
+
   it('every suggestion plans cleanly with its inputs as given', async () => {
     expect(suggestions.length).toBeGreaterThanOrEqual(7);
     for (const s of suggestions) {
