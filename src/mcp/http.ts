@@ -155,7 +155,7 @@ export async function startHttp(options: HttpOptions): Promise<RunningHttp> {
             const now = Date.now();
             for (const [id, session] of sessions) {
               if (session.open === 0 && now - session.lastUsed >= idleMs) {
-                log.debug('MCP session expired', { session: id, idle_ms: now - session.lastUsed });
+                log.debug('MCP session expired', { idle_ms: now - session.lastUsed });
                 void endSession(id, session);
               }
             }
