@@ -118,7 +118,10 @@ async function scenarioStore(name: string, days: number, seed: number, incidents
   return store;
 }
 
-/** BENCH_DETECT_PARTS=csv runs only the `kiwi detect --csv` speed line, =speed both speed lines, unset everything. */
+/**
+ * BENCH_DETECT_PARTS=csv runs only the `kiwi detect --csv` speed line, =speed both speed lines,
+ * =quality only the quality lines, unset everything.
+ */
 const parts = process.env.BENCH_DETECT_PARTS ?? 'all';
 
 /** Times detect_anomalies on a large store; returns its table row. */
@@ -149,6 +152,13 @@ async function storeSpeed(): Promise<string> {
 }
 
 async function main(): Promise<void> {
+  if (parts !== 'quality') await speed();
+  if (parts !== 'all' && parts !== 'quality') return rmSync(dir, { recursive: true, force: true });
+  await quality();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function speed(): Promise<void> {
   const storeRow = parts === 'csv' ? undefined : await storeSpeed();
   const csv = await csvSpeed();
   console.log('');
@@ -167,8 +177,9 @@ async function main(): Promise<void> {
     target: '>= 200,000 rows/s',
     ok: csv.kiwi >= 200_000,
   });
+}
 
-  if (parts !== 'all') return rmSync(dir, { recursive: true, force: true });
+async function quality(): Promise<void> {
   console.log('');
   console.log('| scenario quality | result | target |');
   console.log('| --- | --- | --- |');
@@ -210,7 +221,32 @@ async function main(): Promise<void> {
     });
     store.close();
   }
-  rmSync(dir, { recursive: true, force: true });
+  // A week with the five incidents under way at its end, asked about with ever longer looks, as an
+  // agent asking what went wrong this week: each look must find all five and resolve none of them.
+  const lookbacks = [['1h', HOUR], ['6h', 6 * HOUR], ['1d', DAY], ['7d', 7 * DAY]] as const;
+  const weekSeeds = [1, 2];
+  let weekHits = 0;
+  let resolved = 0;
+  const weekMisses: string[] = [];
+  for (const seed of weekSeeds) {
+    const store = await scenarioStore(`week-${seed}`, 7, seed, true);
+    for (const [name, lookbackMs] of lookbacks) {
+      const result = detectAnomalies(store, { now: END, lookbackMs });
+      const found = new Set(result.anomalies.map((a) => `${a.type}|${a.component}`));
+      const closed = new Set(result.resolved.map((a) => `${a.type}|${a.component}`));
+      for (const type of INCIDENT_TYPES) {
+        if (found.has(expected(type))) weekHits++;
+        else weekMisses.push(`${type} at ${name} (seed ${seed})`);
+        if (closed.has(expected(type))) resolved++;
+      }
+    }
+    store.close();
+  }
+  const weekTotal = weekSeeds.length * lookbacks.length * INCIDENT_TYPES.length;
+  const weekMeasure = `ongoing incidents found at lookbacks ${lookbacks.map(([name]) => name).join(', ')} on generated weeks, seeds ${weekSeeds.join(', ')}`;
+  const weekValue = `${weekHits}/${weekTotal}, ${resolved} resolved${weekMisses.length ? ` (missed: ${weekMisses.join(', ')})` : ''}`;
+  console.log(`| ${weekMeasure} | ${weekValue} | ${weekTotal}/${weekTotal}, 0 resolved |`);
+  reportResult({ bench: 'detect', measure: weekMeasure, value: weekValue, target: `${weekTotal}/${weekTotal}, 0 resolved`, ok: weekHits === weekTotal && resolved === 0 });
 }
 
 main().catch((err: unknown) => {

@@ -1,5 +1,6 @@
 /** What every check receives, and the pieces of judgement they share. */
-import { binomialLowerTail, binomialUpperTail, poissonLowerTail } from '../stats/distributions.js';
+import { binomialLowerTail, binomialUpperTail, poissonLowerTail, poissonUpperTail } from '../stats/distributions.js';
+import { iso } from '../time.js';
 import type { Anomaly, AnomalyFinding } from '../store/anomalies.js';
 import type { DetectionReads, Steps } from '../store/detect.js';
 
@@ -30,6 +31,90 @@ export interface DetectionContext {
   /** Findings below this score are not reported (from the sensitivity). */
   minScore: number;
   component?: string;
+  /** What the checks could not judge, and why: they add to it (see judgedPart). */
+  notJudged: NotJudged[];
+}
+
+/**
+ * A signal a check could not judge over (part of) the window. A signal with no data in the window
+ * has nothing to judge and is not listed.
+ */
+export interface NotJudged {
+  check: string;
+  /** The fingerprint its anomaly would have: an open one is not closed by this run. */
+  fingerprint: string;
+  component: string;
+  series_id: number | null;
+  /** The signal in words: "requests", "error events", "process.memory.usage{worker}". */
+  signal: string;
+  /** The part of the window not judged: from its start up to `to`, or all of it. */
+  from: number;
+  to: number;
+  /**
+   * no_baseline: the signal's data begins too late for a full baseline before (part of) the
+   * window; thin_baseline: its baseline holds too little to judge against; short_segment: too
+   * little memory since the last restart or level shift to tell a trend.
+   */
+  reason: 'no_baseline' | 'thin_baseline' | 'short_segment';
+  /** The reason in words, with its numbers. */
+  detail: string;
+}
+
+export type SignalRef = Pick<NotJudged, 'check' | 'fingerprint' | 'component' | 'series_id' | 'signal'>;
+
+/** The part of the window a check judges for one signal, and where its baseline begins (it ends where that part begins). */
+export interface JudgedPart {
+  from: number;
+  baselineFrom: number;
+}
+
+/**
+ * How late in its baseline a signal's data may begin and the baseline still count as its own: a
+ * tenth of it (the first request of a six-hour baseline may come a few minutes in).
+ */
+export const BASELINE_SLACK = 0.1;
+
+/**
+ * Where a check can judge a signal whose data begins at `first` against `baselineMs` of its own
+ * data before. When the data begins by the start of the baseline (within BASELINE_SLACK), that is
+ * the whole window. Otherwise the baseline before the window holds nothing of this signal (a store
+ * younger than window and baseline, a component that appeared since): judging it there would take
+ * an empty baseline for a quiet one. The signal is then judged from `baselineMs` after its first
+ * datum, against those first `baselineMs`; the part of the window before is listed as not judged,
+ * and null is returned when nothing of the window is left.
+ */
+export function judgedPart(ctx: DetectionContext, signal: SignalRef, first: number | null, baselineMs: number): JudgedPart | null {
+  const baselineFrom = ctx.windowStart - baselineMs;
+  if (first === null || first <= baselineFrom + BASELINE_SLACK * baselineMs) return { from: ctx.windowStart, baselineFrom };
+  const from = first + baselineMs;
+  ctx.notJudged.push({
+    ...signal,
+    from: ctx.windowStart,
+    to: Math.min(from, ctx.now),
+    reason: 'no_baseline',
+    detail: `its data begins at ${iso(first)}, and judging it needs ${hoursText(baselineMs)} of it before`,
+  });
+  return from < ctx.now ? { from, baselineFrom: first } : null;
+}
+
+/** Records that a signal's baseline held too little to judge the part of the window from `from`. */
+export function thinBaseline(ctx: DetectionContext, signal: SignalRef, from: number, detail: string): void {
+  ctx.notJudged.push({ ...signal, from, to: ctx.now, reason: 'thin_baseline', detail });
+}
+
+/** The baseline a finding was judged against, for its evidence. */
+export function baselineWindow(part: JudgedPart): { from: string; to: string } {
+  return { from: iso(part.baselineFrom), to: iso(part.from) };
+}
+
+/** A span of time for a description: minutes up to two hours ("60 min"), hours or days beyond. */
+export function durationText(ms: number): string {
+  return ms <= 2 * 3_600_000 ? `${Math.round(ms / 60_000)} min` : hoursText(ms);
+}
+
+export function hoursText(ms: number): string {
+  const hours = ms / 3_600_000;
+  return hours >= 48 && hours % 24 === 0 ? `${hours / 24} days` : `${Number(hours.toPrecision(3))} h`;
 }
 
 /** A finding plus the size of the effect, which false-positive feedback compares. */
@@ -115,29 +200,116 @@ export interface ElevatedRun {
 }
 
 /**
+ * The starts of trailing runs to try over `n` events, each leaving at least `minTrials`: all of
+ * them when there are at most `maxStarts`; otherwise `maxStarts` evenly spaced, and as many again
+ * at trailing lengths growing geometrically from `minTrials` to `n`. Evenly spaced starts alone
+ * place a recent onset no finer than a 60th of the window (three hours of a week), and a run from
+ * there dilutes a 30-minute incident with hours of normal events; the geometric ones place it
+ * within a few percent of its own age, whatever the window's length.
+ */
+export function runStarts(n: number, minTrials: number, maxStarts = 60): number[] {
+  const last = n - minTrials;
+  if (last < 0) return [];
+  const step = Math.max(1, Math.ceil((last + 1) / maxStarts));
+  const starts = new Set<number>();
+  for (let i = 0; i <= last; i += step) starts.add(i);
+  if (step > 1) {
+    const ratio = Math.pow(n / minTrials, 1 / (maxStarts - 1));
+    for (let k = 0; k < maxStarts; k++) starts.add(Math.max(0, Math.min(last, n - Math.round(minTrials * ratio ** k))));
+  }
+  return [...starts].sort((a, b) => a - b);
+}
+
+/** A baseline's hits (errors, denials, slow requests) among its trials: what a run's rate is compared with. */
+export interface BaselineCount {
+  hits: number;
+  trials: number;
+}
+
+/**
  * Over events in time order, each a hit or not (true or 1: an error, a denial, a request slower than the
  * baseline's p95), finds the start of the trailing run whose hit rate is most surprising against
- * `baseRate`: the onset of an ongoing rise. At most `maxStarts` evenly spaced starts are tried,
- * and the p-value is multiplied by their number (Bonferroni).
+ * `baseRate`: the onset of an ongoing rise. The starts tried are `runStarts`, and the p-value is
+ * multiplied by their number (Bonferroni).
+ *
+ * With `baseline` (its hits and trials), each run is compared with everything before it, the
+ * baseline and the window up to the run's start, as a count rather than as a rate taken to be
+ * exact: given the hits of both, the run's share is binomial with its share of the trials (exact
+ * for rare hits, as two Poisson counts). Six hours holding 1 error in 600 requests say the usual
+ * rate is below 1%, not that it is 0.17%: a week-long run of 0.5% is no spike against them alone,
+ * while a run of the last hour is judged against six days before it as well.
  */
-export function elevatedRun(hits: ArrayLike<boolean | number>, baseRate: number, minTrials = 5, maxStarts = 60): ElevatedRun | null {
+export function elevatedRun(
+  hits: ArrayLike<boolean | number>,
+  baseRate: number,
+  minTrials = 5,
+  maxStarts = 60,
+  baseline: BaselineCount | null = null,
+): ElevatedRun | null {
   const n = hits.length;
   if (n < minTrials) return null;
   const suffixHits = new Int32Array(n + 1);
   for (let i = n - 1; i >= 0; i--) suffixHits[i] = suffixHits[i + 1]! + (hits[i] ? 1 : 0);
-  const last = n - minTrials;
-  const step = Math.max(1, Math.ceil((last + 1) / maxStarts));
+  const starts = runStarts(n, minTrials, maxStarts);
   let best: ElevatedRun | null = null;
-  let tried = 0;
-  for (let i = 0; i <= last; i += step) {
-    tried++;
+  for (const i of starts) {
     const trials = n - i;
     const k = suffixHits[i]!;
     if (k / trials <= baseRate) continue;
-    const p = binomialUpperTail(k, trials, baseRate);
+    let p: number;
+    if (baseline) {
+      // the run against all before it: the baseline, and the window up to the run's start
+      const before = baseline.hits + suffixHits[0]! - k;
+      p = binomialUpperTail(k, k + before, trials / (trials + baseline.trials + i));
+    } else p = binomialUpperTail(k, trials, baseRate);
     if (!best || p < best.pValue) best = { index: i, hits: k, trials, pValue: p };
   }
-  if (best) best.pValue = Math.min(1, best.pValue * tried);
+  if (best) best.pValue = Math.min(1, best.pValue * starts.length);
+  return best;
+}
+
+export interface EventBurst {
+  /** Index of the event the burst begins with: its onset. */
+  index: number;
+  /** Events after that one, up to the end. */
+  after: number;
+  /** Poisson upper-tail p-value of `after` over the time since the onset, corrected for the starts tried. */
+  pValue: number;
+}
+
+/** What a burst of events is compared with: `count` events over the `ms` before `from`, where the times begin. */
+export interface EventReference {
+  count: number;
+  ms: number;
+  from: number;
+}
+
+/**
+ * Over the times of events (ascending, from `reference.from` or later) up to `now`, the trailing
+ * burst most surprising against the usual rate: the onset of flapping or of a burst of errors that
+ * began well inside a long window, where the window's whole count is diluted by days of quiet.
+ * Each start is an event, and the evidence is the events after it over the time since: the first
+ * marks the onset and is not counted, or any lone recent event would be a burst. The usual rate is
+ * `perHour` taken as exact, or a reference count, as two Poisson counts compared exactly (see
+ * elevatedRun): the reference's events and the events before the start, over its time and the time
+ * up to the start. Starts as `runStarts`, Bonferroni-corrected.
+ */
+export function eventBurst(times: readonly number[], now: number, usual: number | EventReference, minEvents = 3, maxStarts = 60): EventBurst | null {
+  const starts = runStarts(times.length, minEvents, maxStarts);
+  let best: EventBurst | null = null;
+  for (const i of starts) {
+    const after = times.length - i - 1;
+    const since = now - times[i]!;
+    let p: number;
+    if (typeof usual === 'number') p = poissonUpperTail(after, (usual * since) / 3_600_000);
+    else {
+      const before = usual.count + i;
+      const beforeMs = usual.ms + (times[i]! - usual.from);
+      p = binomialUpperTail(after, after + before, since / (since + beforeMs));
+    }
+    if (!best || p < best.pValue) best = { index: i, after, pValue: p };
+  }
+  if (best) best.pValue = Math.min(1, best.pValue * starts.length);
   return best;
 }
 

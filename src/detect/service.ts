@@ -10,6 +10,7 @@
  * compute the same thing in the same order.
  */
 import { mcpServers, remedyForAnomaly } from '../remedies.js';
+import { iso } from '../time.js';
 import { readSetting } from '../settings.js';
 import { AnomalyStore, type Anomaly } from '../store/anomalies.js';
 import { DetectionReads } from '../store/detect.js';
@@ -17,7 +18,18 @@ import type { Store } from '../store/store.js';
 import { latencySpike, errorSpike } from './checks/requests.js';
 import { connectionInstability, permissionSpike } from './checks/events.js';
 import { genericSeries, memoryLeak } from './checks/metrics.js';
-import { minScoreFor, ANOMALY_TYPES, type AnomalyType, type Check, type CheckFinding, type DetectionContext, type Steps } from './context.js';
+import {
+  minScoreFor,
+  ANOMALY_TYPES,
+  type AnomalyType,
+  type Check,
+  type CheckFinding,
+  type DetectionContext,
+  type NotJudged,
+  type Steps,
+} from './context.js';
+
+export type { NotJudged } from './context.js';
 
 export const CHECKS: readonly Check[] = [latencySpike, errorSpike, permissionSpike, memoryLeak, connectionInstability, genericSeries];
 
@@ -60,9 +72,16 @@ export interface DetectionResult {
   resolved: Anomaly[];
   /**
    * Open anomalies not seen in this window, which holds too little evidence that they are over
-   * (a short window, few requests since): left open, neither found nor resolved.
+   * (a short window, few requests since), or whose signal could not be judged at all: left open,
+   * neither found nor resolved.
    */
   unconfirmed: Anomaly[];
+  /**
+   * Signals with data in the window that a check could not judge over all or part of it (no
+   * baseline of their own before it, too thin a baseline, too little memory since a restart):
+   * nothing found there is no all-clear.
+   */
+  not_judged: NotJudged[];
   /** Findings held back because a person marked a similar one a false positive. */
   suppressed: Suppressed[];
   checks: { name: string; examined: number; found: number; ms: number }[];
@@ -137,6 +156,7 @@ function* detection(store: Store, options: DetectOptions): Generator<void | type
     baselineStart: windowStart - (options.baselineMs ?? 6 * HOUR),
     minScore: minScoreFor(sensitivity),
     ...(options.component !== undefined ? { component: options.component } : {}),
+    notJudged: [],
   };
   const anomalies = new AnomalyStore(store);
   const wanted = options.types?.length ? new Set<string>(options.types) : null;
@@ -147,6 +167,7 @@ function* detection(store: Store, options: DetectOptions): Generator<void | type
     anomalies: [],
     resolved: [],
     unconfirmed: [],
+    not_judged: ctx.notJudged,
     suppressed: [],
     checks: [],
   };
@@ -195,10 +216,16 @@ function* detection(store: Store, options: DetectOptions): Generator<void | type
   yield PAUSE;
   const open = anomalies.list({ statuses: ['open', 'acknowledged'], ...(options.component ? { component: options.component } : {}) }, 10_000);
   const judged: { anomaly: Anomaly; healed: boolean | null }[] = [];
+  // A signal no check could judge in any of the window says nothing about its open anomaly either.
+  const unjudged = new Set(ctx.notJudged.filter((n) => n.to >= now).map((n) => n.fingerprint));
   for (const anomaly of open.anomalies) {
-    if (!examined.has(anomaly.fingerprint) || seen.has(anomaly.fingerprint)) continue;
+    if (seen.has(anomaly.fingerprint)) continue;
     if (wanted && !wanted.has(anomaly.type)) continue;
     if ((anomaly.end_ts ?? anomaly.start_ts) > now) continue;
+    if (!examined.has(anomaly.fingerprint)) {
+      if (unjudged.has(anomaly.fingerprint)) judged.push({ anomaly, healed: false });
+      continue;
+    }
     const check = CHECKS.find((c) => c.types.includes(anomaly.type as AnomalyType));
     judged.push({ anomaly, healed: check?.healed ? yield* check.healed(ctx, anomaly) : null });
     yield;
@@ -241,4 +268,34 @@ function heldBack(anomalies: AnomalyStore, finding: CheckFinding): Suppressed | 
     required,
     false_positive: largest.id,
   };
+}
+
+const NOT_JUDGED_WHY: Record<NotJudged['reason'], string> = {
+  no_baseline: 'no baseline of their own before it: their data begins later',
+  thin_baseline: 'too little data in their baseline',
+  short_segment: 'too little memory to tell a trend',
+};
+/** Signals named on one line of describeNotJudged; the rest are counted. */
+const NOT_JUDGED_NAMED = 8;
+
+/**
+ * What a detection could not judge, in words: one line per reason and stretch of time (to the
+ * minute), naming the signals. An agent reading "0 anomalies" must also read what was not looked at.
+ */
+export function describeNotJudged(entries: readonly NotJudged[]): string[] {
+  const minute = (ms: number) => `${iso(ms).slice(0, 16)}Z`;
+  const groups = new Map<string, { entry: NotJudged; names: string[] }>();
+  for (const n of entries) {
+    const key = `${n.reason}|${minute(n.from)}|${minute(n.to)}`;
+    const name = n.series_id === null ? `${n.check} ${n.component}` : `${n.check} ${n.signal}`;
+    const group = groups.get(key);
+    if (group) group.names.push(name);
+    else groups.set(key, { entry: n, names: [name] });
+  }
+  return [...groups.values()].map(({ entry, names }) => {
+    const named = names.slice(0, NOT_JUDGED_NAMED).join(', ');
+    const more = names.length > NOT_JUDGED_NAMED ? ` and ${names.length - NOT_JUDGED_NAMED} more` : '';
+    const detail = names.length === 1 ? `: ${entry.detail}` : '';
+    return `not judged ${minute(entry.from)} .. ${minute(entry.to)} (${NOT_JUDGED_WHY[entry.reason]}${detail}): ${named}${more}`;
+  });
 }

@@ -153,7 +153,18 @@ export class DetectionReads {
            ) SELECT name FROM c WHERE name IS NOT NULL`,
         )
         .pluck(),
-      firstSpan: db
+      eventComponents: db
+        .prepare(
+          `WITH RECURSIVE c(name) AS (
+             SELECT min(component) FROM events
+             UNION ALL SELECT (SELECT min(component) FROM events WHERE component > c.name) FROM c WHERE c.name IS NOT NULL
+           ) SELECT name FROM c WHERE name IS NOT NULL`,
+        )
+        .pluck(),
+      hasDecisionIn: db
+        .prepare(`SELECT 1 FROM events WHERE component = ? AND kind = 'permission' AND ts >= ? AND ts < ? LIMIT 1`)
+        .pluck(),
+      firstSpanIn: db
         .prepare('SELECT start_ts, rowid FROM spans WHERE component = ? AND start_ts >= ? AND start_ts < ? ORDER BY start_ts, rowid LIMIT 1')
         .raw(),
       requests: db
@@ -168,6 +179,12 @@ export class DetectionReads {
           `SELECT ts, message FROM events WHERE kind = 'error' AND component = ? AND ts >= ? AND ts < ? ORDER BY ts ${LIMIT_PARAM}`,
         )
         .raw(),
+      errorTimes: db
+        .prepare(`SELECT ts FROM events WHERE component = ? AND kind = 'error' AND ts >= ? AND ts < ? ORDER BY ts`)
+        .pluck(),
+      errorCount: db
+        .prepare(`SELECT count(*) FROM events WHERE component = ? AND kind = 'error' AND ts >= ? AND ts < ?`)
+        .pluck(),
       errorCounts: db.prepare(
         `SELECT component, count(*) AS n FROM events WHERE kind = 'error' AND ts >= ? AND ts < ? GROUP BY component`,
       ),
@@ -183,6 +200,14 @@ export class DetectionReads {
       extremes: db.prepare('SELECT min(value) AS min, max(value) AS max, count(*) AS n FROM points WHERE series_id = ? AND ts >= ? AND ts < ?'),
       lastPoint: db.prepare('SELECT ts, value FROM points WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT 1'),
       points: db.prepare('SELECT ts, value FROM points WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts').raw(),
+      // Where each signal's data begins: what detection judges a baseline by (one index seek each).
+      firstSpan: db.prepare('SELECT min(start_ts) FROM spans WHERE component = ?').pluck(),
+      firstEvent: db.prepare('SELECT min(ts) FROM events WHERE component = ?').pluck(),
+      firstDecision: db.prepare(`SELECT ts FROM events WHERE component = ? AND kind = 'permission' ORDER BY ts LIMIT 1`).pluck(),
+      firstPoint: db.prepare('SELECT min(ts) FROM points WHERE series_id = ?').pluck(),
+      firstPointOfComponent: db
+        .prepare('SELECT min((SELECT min(ts) FROM points WHERE series_id = s.id)) FROM series s WHERE s.component = ?')
+        .pluck(),
       connections: db
         .prepare(
           `SELECT component, ts, json_extract(attrs, '$.state'), json_extract(attrs, '$.reason')
@@ -199,10 +224,43 @@ export class DetectionReads {
   componentsWithRequests(from: number, to: number): string[] {
     const firsts: { component: string; start: number; rowid: number }[] = [];
     for (const component of this.stmt.spanComponents.all() as string[]) {
-      const first = this.stmt.firstSpan.get(component, from, to) as [number, number] | undefined;
+      const first = this.stmt.firstSpanIn.get(component, from, to) as [number, number] | undefined;
       if (first) firsts.push({ component, start: first[0], rowid: first[1] });
     }
     return firsts.sort((a, b) => a.start - b.start || a.rowid - b.rowid).map((f) => f.component);
+  }
+
+  /** Components with permission decisions in [from, to), by name. */
+  componentsWithDecisions(from: number, to: number): string[] {
+    return (this.stmt.eventComponents.all() as string[]).filter((component) => this.stmt.hasDecisionIn.get(component, from, to) !== undefined);
+  }
+
+  /** When a component's first request (span) began; null for none. */
+  firstRequest(component: string): number | null {
+    return (this.stmt.firstSpan.get(component) as number | null) ?? null;
+  }
+
+  /** When a component's first permission decision was made; null for none. */
+  firstDecision(component: string): number | null {
+    return (this.stmt.firstDecision.get(component) as number | undefined) ?? null;
+  }
+
+  /** A series' first point; null for none. */
+  firstPoint(seriesId: number): number | null {
+    return (this.stmt.firstPoint.get(seriesId) as number | null) ?? null;
+  }
+
+  /**
+   * When a component first sent anything (a span, an event, a point): where the silence of a sparse
+   * signal of it (error events, disconnects) begins to mean something. Null for none.
+   */
+  firstTelemetry(component: string): number | null {
+    const firsts = [
+      this.stmt.firstSpan.get(component) as number | null,
+      this.stmt.firstEvent.get(component) as number | null,
+      this.stmt.firstPointOfComponent.get(component) as number | null,
+    ].filter((t): t is number => t !== null);
+    return firsts.length ? Math.min(...firsts) : null;
   }
 
   /** A component's requests in [from, to), oldest first (ties in stored order). */
@@ -235,6 +293,16 @@ export class DetectionReads {
 
   errorMessages(component: string, from: number, to: number, limit = 5000): MessageRow[] {
     return (this.stmt.errorMessages.all(component, from, to, limit) as [number, string][]).map(([ts, message]) => ({ ts, message }));
+  }
+
+  /** When a component's error events in [from, to) happened, oldest first. */
+  errorTimes(component: string, from: number, to: number): number[] {
+    return this.stmt.errorTimes.all(component, from, to) as number[];
+  }
+
+  /** A component's error events in [from, to). */
+  errorCount(component: string, from: number, to: number): number {
+    return this.stmt.errorCount.get(component, from, to) as number;
   }
 
   /** Error events per component in [from, to). */

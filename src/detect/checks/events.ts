@@ -6,10 +6,16 @@ import { poissonUpperTail } from '../../stats/distributions.js';
 import { toSignificant } from '../../stats/precision.js';
 import { median } from '../../stats/robust.js';
 import type { ConnectionRow, DecisionDetails } from '../../store/detect.js';
+import { iso } from '../../time.js';
 import {
+  baselineWindow,
   clock,
   countHealed,
+  durationText,
   elevatedRun,
+  eventBurst,
+  judgedPart,
+  thinBaseline,
   evidenceNumber,
   rateHealed,
   scoreOfP,
@@ -19,6 +25,8 @@ import {
   type Check,
   type CheckFinding,
   type CheckOutput,
+  type JudgedPart,
+  type SignalRef,
   type Steps,
 } from '../context.js';
 
@@ -47,19 +55,29 @@ export const permissionSpike: Check = {
   *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
-    const baseline = groupBy(yield* ctx.reads.decisions(ctx.baselineStart, ctx.windowStart), (d) => d.component);
-    // Without a baseline to judge against there is nothing to judge: the window (a week of decisions, with a long lookback) need not be read.
-    if (![...baseline.values()].some((base) => base.length >= MIN_BASELINE_DECISIONS)) return { findings, examined };
-    const window = groupBy(yield* ctx.reads.decisions(ctx.windowStart, ctx.now), (d) => d.component);
-    for (const [component, decisions] of window) {
-      yield;
+    // Each component is judged where its own decisions give it a baseline (judgedPart).
+    const parts = new Map<string, JudgedPart>();
+    for (const component of ctx.reads.componentsWithDecisions(ctx.windowStart, ctx.now)) {
       if (ctx.component !== undefined && component !== ctx.component) continue;
-      const base = baseline.get(component) ?? [];
-      if (base.length < MIN_BASELINE_DECISIONS) continue;
+      const part = judgedPart(ctx, decisionSignal(component), ctx.reads.firstDecision(component), ctx.windowStart - ctx.baselineStart);
+      if (part) parts.set(component, part);
+    }
+    if (parts.size === 0) return { findings, examined };
+    // One read from the earliest baseline on; each component's baseline and window are cut from it.
+    yield* ctx.reads.decisions(Math.min(...[...parts.values()].map((p) => p.baselineFrom)), ctx.now);
+    for (const [component, part] of parts) {
+      yield;
+      const base = (yield* ctx.reads.decisions(part.baselineFrom, part.from)).filter((d) => d.component === component);
+      if (base.length < MIN_BASELINE_DECISIONS) {
+        thinBaseline(ctx, decisionSignal(component), part.from, `its baseline from ${iso(part.baselineFrom)} holds ${base.length} decisions, ${MIN_BASELINE_DECISIONS} needed`);
+        continue;
+      }
+      const decisions = (yield* ctx.reads.decisions(part.from, ctx.now)).filter((d) => d.component === component);
       const fingerprint = `permission_spike|${component}`;
       examined.push(fingerprint);
-      const baseRate = smoothedRate(base.filter((d) => d.denied).length, base.length, 0.001);
-      const run = elevatedRun(decisions.map((d) => d.denied), baseRate);
+      const baseDenied = base.filter((d) => d.denied).length;
+      const baseRate = smoothedRate(baseDenied, base.length, 0.001);
+      const run = elevatedRun(decisions.map((d) => d.denied), baseRate, undefined, undefined, { hits: baseDenied, trials: base.length });
       if (!run) continue;
       const rate = run.hits / run.trials;
       const score = scoreOfP(run.pValue);
@@ -92,6 +110,7 @@ export const permissionSpike: Check = {
           denials: run.hits,
           decisions: run.trials,
           p_value: run.pValue,
+          baseline_window: baselineWindow(part),
           patterns,
         },
       });
@@ -106,6 +125,10 @@ export const permissionSpike: Check = {
     return rateHealed(since.filter((d) => d.denied).length, since.length, rate, usual);
   },
 };
+
+function decisionSignal(component: string): SignalRef {
+  return { check: 'permission_spike', fingerprint: `permission_spike|${component}`, component, series_id: null, signal: 'permission decisions' };
+}
 
 function denialPatterns(denied: DecisionDetails[], total: number) {
   return [...groupBy(denied, (d) => `${d.principal}\u0000${d.tool}\u0000${d.permission}`).values()]
@@ -127,18 +150,21 @@ export const connectionInstability: Check = {
   *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
-    const windowMs = ctx.now - ctx.windowStart;
-    const baseStart = ctx.windowStart - CONNECTION_BASELINE_MS;
-    const window = groupBy(ctx.reads.connections(ctx.windowStart, ctx.now), (c) => c.component);
-    const baseline = groupBy(ctx.reads.connections(baseStart, ctx.windowStart), (c) => c.component);
-    for (const component of new Set([...window.keys(), ...baseline.keys()])) {
+    const read = groupBy(ctx.reads.connections(ctx.windowStart - CONNECTION_BASELINE_MS, ctx.now), (c) => c.component);
+    for (const [component, all] of read) {
       if (ctx.component !== undefined && component !== ctx.component) continue;
       const fingerprint = `connection_instability|${component}`;
+      // No disconnects in a day means something only while the server was sending anything.
+      const signal: SignalRef = { check: 'connection_instability', fingerprint, component, series_id: null, signal: 'connection events' };
+      const part = judgedPart(ctx, signal, ctx.reads.firstTelemetry(component), CONNECTION_BASELINE_MS);
+      if (!part) continue;
       examined.push(fingerprint);
-      const events = window.get(component) ?? [];
+      const windowMs = ctx.now - part.from;
+      const baseStart = part.baselineFrom;
+      const events = all.filter((e) => e.ts >= part.from);
       const disconnects = events.filter((e) => e.state === 'disconnected');
       if (disconnects.length < MIN_DISCONNECTS) continue;
-      const baseDisconnects = (baseline.get(component) ?? []).filter((e) => e.state === 'disconnected');
+      const baseDisconnects = all.filter((e) => e.ts >= baseStart && e.ts < part.from && e.state === 'disconnected');
       // The median hour, not the mean: hours of an ongoing incident must not become its own baseline.
       const hourly = new Array<number>(CONNECTION_BASELINE_MS / HOUR).fill(0);
       for (const d of baseDisconnects) hourly[Math.floor((d.ts - baseStart) / HOUR)]!++;
@@ -147,22 +173,32 @@ export const connectionInstability: Check = {
       // The flapping may have begun before the window: walk back through the hours that had disconnects too.
       let firstHour = hourly.length;
       while (firstHour > 0 && hourly[firstHour - 1]! > 0) firstHour--;
-      // Judged over the window and, when it began earlier, over the whole flapping too (the better
-      // of the two, each counted twice): three hours of flapping are stronger evidence than the
-      // few disconnects one window holds.
+      // Judged over the window; when it began earlier, over the whole flapping too; and, when it
+      // began well inside a long window, over the burst since it began (the best of the three,
+      // each counted three times): three hours of flapping are stronger evidence than the few
+      // disconnects one hour holds, and than a week's count diluted by six quiet days.
       let sinceOnset = disconnects.length;
       for (let h = firstHour; h < hourly.length; h++) sinceOnset += hourly[h]!;
       const flappingHours = hourly.length - firstHour;
       const pWindow = poissonUpperTail(disconnects.length, expected);
       const pFlapping = flappingHours > 0 ? poissonUpperTail(sinceOnset, perHourUsually * (windowMs / HOUR + flappingHours)) : 1;
-      const p = Math.min(1, 2 * Math.min(pWindow, pFlapping));
+      const burst = eventBurst(disconnects.map((d) => d.ts), ctx.now, perHourUsually, MIN_DISCONNECTS);
+      const pBurst = burst?.pValue ?? 1;
+      const p = Math.min(1, 3 * Math.min(pWindow, pFlapping, pBurst));
       const score = scoreOfP(p);
       if (score < ctx.minScore) continue;
-      const onset = baseDisconnects.find((d) => d.ts >= baseStart + firstHour * HOUR)?.ts ?? disconnects[0]!.ts;
-      const mtbfSeconds = meanTimeBetween(disconnects, windowMs);
-      const downtimeSeconds = downtime(events, ctx.windowStart, ctx.now) / 1000;
+      const fromBurst = burst !== null && flappingHours === 0 && pBurst < pWindow;
+      if (fromBurst) sinceOnset = burst.after + 1;
+      const onset = fromBurst
+        ? disconnects[burst.index]!.ts
+        : (baseDisconnects.find((d) => d.ts >= baseStart + firstHour * HOUR)?.ts ?? disconnects[0]!.ts);
+      // A burst inside a long window: its spacing and rate, not those of the quiet days before it.
+      const flapping = fromBurst ? disconnects.slice(burst.index) : disconnects;
+      const flappingMs = fromBurst ? ctx.now - onset : windowMs;
+      const mtbfSeconds = meanTimeBetween(flapping, flappingMs);
+      const downtimeSeconds = downtime(events, part.from, ctx.now) / 1000;
       const state = events[events.length - 1]?.state ?? null;
-      const perHour = disconnects.length / (windowMs / 3_600_000);
+      const perHour = flapping.length / (flappingMs / 3_600_000);
       findings.push({
         fingerprint,
         type: 'connection_instability',
@@ -170,7 +206,7 @@ export const connectionInstability: Check = {
         component,
         series_id: null,
         description:
-          `${component} disconnected ${disconnects.length} times in the last ${Math.round(windowMs / 60_000)} min, flapping since ${clock(onset)} UTC ` +
+          `${component} disconnected ${disconnects.length} times in the last ${durationText(windowMs)}, flapping since ${clock(onset)} UTC ` +
           `(MTBF ${Math.round(mtbfSeconds)} s, ${Math.round(downtimeSeconds)} s down${state === 'disconnected' ? ', disconnected now' : ''})`,
         start_ts: onset,
         end_ts: events[events.length - 1]!.ts,
@@ -188,6 +224,7 @@ export const connectionInstability: Check = {
           current_state: state,
           reasons: [...groupBy(disconnects, (d) => d.reason ?? 'unknown')].map(([reason, rows]) => ({ reason, count: rows.length })),
           p_value: p,
+          baseline_window: baselineWindow(part),
         },
       });
     }

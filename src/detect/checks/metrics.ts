@@ -2,21 +2,32 @@
  * memory_leak (steady growth of process memory) and the generic check (any other series that
  * leaves its baseline: a spike, a dip or a level shift).
  */
-import { normalTwoSidedTail } from '../../stats/distributions.js';
+import { binomialLowerTail, normalTwoSidedTail } from '../../stats/distributions.js';
+import { hingeStart, levelShifts, theilSenInterval } from '../../stats/envelope.js';
+import { iso } from '../../time.js';
 import { toSignificant } from '../../stats/precision.js';
 import { MAD_TO_SIGMA, median, quantileOfSorted, sortedCopy } from '../../stats/robust.js';
 import { mannKendall, theilSen } from '../../stats/trend.js';
 import type { SeriesRow } from '../../store/store.js';
 import type { Points } from '../../store/detect.js';
 import {
+  baselineWindow,
   clock,
   elevatedRun,
+  evidenceNumber,
+  HEALED_P,
+  hoursText,
+  judgedPart,
   scoreOfP,
   severityFor,
+  sinceLastSeen,
+  thinBaseline,
   type Check,
   type CheckFinding,
   type CheckOutput,
   type DetectionContext,
+  type JudgedPart,
+  type SignalRef,
   type Steps,
 } from '../context.js';
 
@@ -33,6 +44,17 @@ const MIN_LEAK_BUCKETS = 12;
 const MIN_GROWTH_PCT_PER_HOUR = 1;
 /** A single jump may make at most this share of the rise: a leak grows steadily. */
 const MAX_SHARE_OF_ONE_STEP = 0.5;
+/**
+ * Over a span longer than LEAK_WINDOW_MS, the trailing segment (after the last restart or level
+ * shift, from where growth began) is found from hourly minima, as the memory forecast finds it:
+ * an hour holds a garbage collection, a quarter of one need not.
+ */
+const SEGMENT_BUCKET_MS = HOUR;
+/** Hourly minima since an open leak was last seen (after any restart) that can show it over. */
+const MIN_HEALED_LOWS = 4;
+/** A floor that drops or jumps by this many robust sigmas, and by this share of it, is a restart or level shift (as the memory forecast). */
+const SHIFT_SIGMAS = 8;
+const SHIFT_FRACTION = 0.05;
 
 const MIN_BASELINE_POINTS = 30;
 const SHIFT_TAIL = 0.01;
@@ -48,29 +70,87 @@ function seriesFor(ctx: DetectionContext, name: string | undefined): SeriesRow[]
   return ctx.store.findSeries({ ...(name ? { name } : {}), ...(ctx.component ? { component: ctx.component } : {}) }, 100_000).series;
 }
 
+/** The lowest point of each of `count` buckets over [from, to), where it has one: the floor left after garbage collection. */
+function bucketLows(ctx: DetectionContext, seriesId: number, from: number, to: number, count: number): { x: number; y: number }[] {
+  const width = (to - from) / count;
+  const lows: { x: number; y: number }[] = [];
+  for (let b = 0; b < count; b++) {
+    // [from + b * width, from + (b + 1) * width) as it is summed here, and never past `to`
+    const low = ctx.reads.extremes(seriesId, from + b * width, Math.min(from + (b + 1) * width, to))?.min;
+    if (low !== undefined) lows.push({ x: from + (b + 0.5) * width, y: low });
+  }
+  return lows;
+}
+
+/**
+ * Where the trailing segment of a memory floor begins within [from, to): after the last restart or
+ * level shift, and from where growth began (a hinge fit), but never less than LEAK_WINDOW_MS
+ * before `to`. A leak of the last 12 hours is judged over those 12 hours, not over a week of flat
+ * memory before it. `since` is where the last restart or level shift left it (null: none), and
+ * `starts` how many hinge points were tried (the test is corrected for them).
+ */
+function trailingSegment(ctx: DetectionContext, seriesId: number, from: number, to: number): { from: number; since: number | null; starts: number } {
+  // Six hours are judged as they always were: a restart in them fails the steadiness rules.
+  if (to - from <= LEAK_WINDOW_MS) return { from, since: null, starts: 1 };
+  const { xs, ys, width } = hourlyLows(ctx, seriesId, from, to);
+  const cut = lastShift(xs, ys, width);
+  const since = cut > 0 ? xs[cut]! - width / 2 : null;
+  const segXs = xs.slice(cut);
+  const segYs = ys.slice(cut);
+  // The growth onset, with at least LEAK_WINDOW_MS of minima after it.
+  const minAfter = Math.ceil(LEAK_WINDOW_MS / width);
+  if (segXs.length <= minAfter) return { from: Math.max(from, since ?? from), since, starts: 1 };
+  const knot = hingeStart(segXs, segYs, minAfter);
+  return { from: Math.min(to - LEAK_WINDOW_MS, segXs[knot]! - width / 2), since, starts: segXs.length - minAfter + 1 };
+}
+
+/** Minima of the hours (SEGMENT_BUCKET_MS) ending at `to` back to `from`, at their buckets' centres. */
+function hourlyLows(ctx: DetectionContext, seriesId: number, from: number, to: number): { xs: number[]; ys: number[]; width: number } {
+  const count = Math.max(1, Math.floor((to - from) / SEGMENT_BUCKET_MS));
+  const lows = bucketLows(ctx, seriesId, to - count * SEGMENT_BUCKET_MS, to, count);
+  return { xs: lows.map((l) => l.x), ys: lows.map((l) => l.y), width: SEGMENT_BUCKET_MS };
+}
+
+/** Index of the first minimum after the last restart or level shift; 0 for none. */
+function lastShift(xs: number[], ys: number[], width: number): number {
+  if (xs.length < 3) return 0;
+  const shifts = levelShifts(xs, ys, width, SHIFT_SIGMAS, SHIFT_FRACTION * Math.abs(median(ys)));
+  return shifts.length ? shifts[shifts.length - 1]! : 0;
+}
+
 export const memoryLeak: Check = {
   name: 'memory_leak',
   types: ['memory_leak'],
   *run(ctx): Steps<CheckOutput> {
     const findings: CheckFinding[] = [];
     const examined: string[] = [];
-    const span = Math.max(LEAK_WINDOW_MS, ctx.now - ctx.windowStart);
-    const from = ctx.now - span;
-    const width = span / LEAK_BUCKETS;
+    const spanFrom = ctx.now - Math.max(LEAK_WINDOW_MS, ctx.now - ctx.windowStart);
     for (const series of seriesFor(ctx, MEMORY_METRIC)) {
       yield;
-      // The lowest point of each bucket: what is left after garbage collection (found by SQLite:
-      // a week of points need not come out of it for 24 numbers).
-      const lows: { x: number; y: number }[] = [];
-      for (let b = 0; b < LEAK_BUCKETS; b++) {
-        // [from + b * width, from + (b + 1) * width) as it is summed here, and never past now
-        const low = ctx.reads.extremes(series.id, from + b * width, Math.min(from + (b + 1) * width, ctx.now))?.min;
-        if (low !== undefined) lows.push({ x: (b + 0.5) * (width / HOUR), y: low });
-      }
-      if (lows.length < MIN_LEAK_BUCKETS) continue;
-      const last = ctx.reads.lastPoint(series.id, from, ctx.now)!;
+      const last = ctx.reads.lastPoint(series.id, spanFrom, ctx.now);
+      if (!last) continue;
       const fingerprint = `memory_leak|${series.component}`;
+      const signal: SignalRef = { check: 'memory_leak', fingerprint, component: series.component, series_id: series.id, signal: describeSeries(series) };
+      // Examined whenever it has data: an open leak not found again is judged by `healed`, which
+      // leaves it open while too little memory since it was last seen shows it over.
       examined.push(fingerprint);
+      const segment = trailingSegment(ctx, series.id, spanFrom, ctx.now);
+      const from = segment.from;
+      const span = ctx.now - from;
+      // Judged as ever: the post-GC lows of LEAK_BUCKETS buckets over the trailing segment.
+      const lows = bucketLows(ctx, series.id, from, ctx.now, LEAK_BUCKETS).map((l) => ({ x: (l.x - from) / HOUR, y: l.y }));
+      if (span < LEAK_WINDOW_MS - 1 || lows.length < MIN_LEAK_BUCKETS) {
+        ctx.notJudged.push({
+          ...signal,
+          from: ctx.windowStart,
+          to: ctx.now,
+          reason: 'short_segment',
+          detail:
+            (segment.since !== null ? `${hoursText(ctx.now - segment.since)} of memory since the restart or level shift at ${iso(segment.since)}` : `too little memory data`) +
+            `; a trend needs ${hoursText(LEAK_WINDOW_MS)}`,
+        });
+        continue;
+      }
       const ys = lows.map((l) => l.y);
       const trend = mannKendall(ys);
       if (trend.trend !== 'increasing') continue;
@@ -81,7 +161,8 @@ export const memoryLeak: Check = {
       let largestStep = 0;
       for (let k = 1; k < ys.length; k++) largestStep = Math.max(largestStep, ys[k]! - ys[k - 1]!);
       const steady = rise > 0 && largestStep <= MAX_SHARE_OF_ONE_STEP * rise && growsInEachThird(lows);
-      const p = trend.pValue / 2; // one-sided: growth only
+      // one-sided (growth only), and corrected for the segment starts the hinge chose among
+      const p = Math.min(1, (trend.pValue / 2) * segment.starts);
       const score = scoreOfP(p);
       if (!steady || growthPct < MIN_GROWTH_PCT_PER_HOUR || score < ctx.minScore) continue;
       const current = last.value;
@@ -103,12 +184,36 @@ export const memoryLeak: Check = {
           growth_bytes_per_hour: Math.round(fit.slope),
           current_bytes: current,
           window_hours: toSignificant(span / HOUR, 3),
-          trend_test: { test: 'Mann-Kendall on post-GC lows', tau: toSignificant(trend.tau, 3), p_value: p, buckets: lows.length },
+          trend_test: { test: 'Mann-Kendall on post-GC lows', tau: toSignificant(trend.tau, 3), p_value: p, buckets: lows.length, starts_tried: segment.starts },
           largest_single_step_share: toSignificant(largestStep / rise, 3),
+          ...(segment.since !== null ? { since_restart: iso(segment.since) } : {}),
         },
       });
     }
     return { findings, examined };
+  },
+  /**
+   * A leak is over when the floor since it was last seen, after any restart (a restart frees the
+   * memory, not the leak), grows significantly (Sen's 95% bound) slower than half its rate, over
+   * at least MIN_HEALED_LOWS hourly minima; fewer, as after a restart, leave it open.
+   */
+  *healed(ctx, anomaly) {
+    const growth = evidenceNumber(anomaly, 'growth_bytes_per_hour');
+    if (growth === null || anomaly.series_id === null) return null;
+    if (!(growth > 0)) return true;
+    const spanFrom = ctx.now - Math.max(LEAK_WINDOW_MS, ctx.now - ctx.windowStart);
+    const lastSeen = anomaly.end_ts ?? anomaly.start_ts;
+    const { xs, ys, width } = hourlyLows(ctx, anomaly.series_id, spanFrom, ctx.now);
+    const cut = lastShift(xs, ys, width);
+    const hours: number[] = [];
+    const lows: number[] = [];
+    for (let i = cut; i < xs.length; i++) {
+      if (xs[i]! <= lastSeen) continue;
+      hours.push(xs[i]! / HOUR);
+      lows.push(ys[i]!);
+    }
+    if (lows.length < MIN_HEALED_LOWS) return false;
+    return theilSenInterval(hours, lows).upper < growth / 2;
   },
 };
 
@@ -164,19 +269,45 @@ export const genericSeries: Check = {
     for (const series of seriesFor(ctx, undefined)) {
       if (NOT_GENERIC.has(series.name)) continue;
       yield;
-      // The baseline first: without one, the window (a week of points, with a long lookback) need not be read.
-      const recent = baselineOf((yield* ctx.reads.points(series.id, ctx.baselineStart, ctx.windowStart)).values);
-      if (!recent) continue;
-      const window = yield* ctx.reads.points(series.id, ctx.windowStart, ctx.now);
-      if (window.ts.length < 3) continue;
+      // A series with nothing in the window has nothing to judge.
+      if (!ctx.reads.extremes(series.id, ctx.windowStart, ctx.now)) continue;
       const fingerprint = `generic|${series.id}`;
+      const signal: SignalRef = { check: 'generic', fingerprint, component: series.component, series_id: series.id, signal: describeSeries(series) };
+      const part = judgedPart(ctx, signal, ctx.reads.firstPoint(series.id), ctx.windowStart - ctx.baselineStart);
+      if (!part) continue;
+      // The baseline first: without one, the window (a week of points, with a long lookback) need not be read.
+      const basePoints = yield* ctx.reads.points(series.id, part.baselineFrom, part.from);
+      const recent = baselineOf(basePoints.values);
+      if (!recent) {
+        thinBaseline(ctx, signal, part.from, `its baseline from ${iso(part.baselineFrom)} holds ${basePoints.values.length} points, ${MIN_BASELINE_POINTS} needed`);
+        continue;
+      }
+      const window = yield* ctx.reads.points(series.id, part.from, ctx.now);
+      if (window.ts.length < 3) continue;
       examined.push(fingerprint);
       // The same hours a day earlier, when they exist: a daily rise is not a shift.
-      const seasonal = baselineOf((yield* ctx.reads.points(series.id, ctx.windowStart - DAY - HOUR / 2, ctx.now - DAY + HOUR / 2)).values);
-      const finding = levelShift(series, window, recent, seasonal, ctx) ?? spike(series, window, recent, seasonal, ctx);
+      const seasonal = baselineOf((yield* ctx.reads.points(series.id, part.from - DAY - HOUR / 2, ctx.now - DAY + HOUR / 2)).values);
+      const finding = levelShift(series, window, recent, seasonal, ctx, part) ?? spike(series, window, recent, seasonal, ctx, part);
       if (finding) findings.push(finding);
     }
     return { findings, examined };
+  },
+  /**
+   * A level shift, spike or dip is over when the points since it was last seen sit on the usual
+   * side of halfway between its level and the usual one: the share beyond halfway, at least half
+   * while it lasts (its level is the median of the shifted run), significantly (p < HEALED_P)
+   * below a half. Five points back to usual close it; fewer leave it open.
+   */
+  *healed(ctx, anomaly) {
+    const usual = evidenceNumber(anomaly, 'baseline_median');
+    const level = evidenceNumber(anomaly, 'level') ?? evidenceNumber(anomaly, 'value');
+    if (usual === null || level === null || anomaly.series_id === null) return null;
+    if (level === usual) return true;
+    const since = (yield* ctx.reads.points(anomaly.series_id, sinceLastSeen(ctx, anomaly), ctx.now)).values;
+    const halfway = (level + usual) / 2;
+    let beyond = 0;
+    for (const v of since) if (level > usual ? v > halfway : v < halfway) beyond++;
+    return binomialLowerTail(beyond, since.length, 0.5) < HEALED_P;
   },
 };
 
@@ -191,6 +322,7 @@ function levelShift(
   recent: Baseline,
   seasonal: Baseline | null,
   ctx: DetectionContext,
+  part: JudgedPart,
 ): CheckFinding | null {
   const minTrials = Math.max(5, Math.floor(window.values.length / 12));
   const high = Math.max(recent.qHigh, seasonal?.qHigh ?? -Infinity);
@@ -233,6 +365,7 @@ function levelShift(
       points_beyond_baseline: run.hits,
       points: run.trials,
       p_value: run.pValue,
+      baseline_window: baselineWindow(part),
     },
   };
 }
@@ -243,6 +376,7 @@ function spike(
   recent: Baseline,
   seasonal: Baseline | null,
   ctx: DetectionContext,
+  part: JudgedPart,
 ): CheckFinding | null {
   let worst = -1;
   let worstZ = 0;
@@ -259,7 +393,7 @@ function spike(
     }
   });
   if (worst < 0) return null;
-  const history = ctx.reads.extremes(series.id, ctx.windowStart - SPIKE_HISTORY_MS, ctx.windowStart);
+  const history = ctx.reads.extremes(series.id, part.from - SPIKE_HISTORY_MS, part.from);
   const value = window.values[worst]!;
   if (history && value <= history.max + recent.sigma && value >= history.min - recent.sigma) return null;
   const p = Math.min(1, normalTwoSidedTail(worstZ) * window.values.length);
@@ -288,6 +422,7 @@ function spike(
       baseline_range: [recent.low, recent.high],
       z: toSignificant(worstZ, 4),
       p_value: p,
+      baseline_window: baselineWindow(part),
     },
   };
 }

@@ -5,14 +5,22 @@
  * and they work the same at 3 requests a minute or 3,000.
  */
 import { median, quantile } from '../../stats/robust.js';
-import { poissonUpperTail } from '../../stats/distributions.js';
+import { binomialUpperTail } from '../../stats/distributions.js';
+import { iso } from '../../time.js';
 import { toSignificant } from '../../stats/precision.js';
 import type { RequestIds, Requests } from '../../store/detect.js';
 import { groupSignatures, messageTemplate } from '../signatures.js';
 import type { Anomaly } from '../../store/anomalies.js';
 import {
+  baselineWindow,
   clock,
+  countHealed,
+  durationText,
+  eventBurst,
   elevatedRun,
+  hoursText,
+  judgedPart,
+  thinBaseline,
   evidenceNumber,
   formatMs,
   rateHealed,
@@ -24,10 +32,13 @@ import {
   type CheckFinding,
   type CheckOutput,
   type DetectionContext,
+  type JudgedPart,
+  type SignalRef,
   type Steps,
 } from '../context.js';
 
 const sig = (value: number) => toSignificant(value, 4);
+const HOUR = 3_600_000;
 const MIN_BASELINE_REQUESTS = 30;
 /** Share of baseline requests above its p95, by definition. */
 const SLOW_SHARE = 0.05;
@@ -40,6 +51,36 @@ const SIGNATURES_SHOWN = 5;
 /** Components with requests in the window (the one asked about, when one is). */
 function requestComponents(ctx: DetectionContext): string[] {
   return ctx.reads.componentsWithRequests(ctx.windowStart, ctx.now).filter((c) => ctx.component === undefined || c === ctx.component);
+}
+
+const signalOf = (check: string, component: string, signal: string): SignalRef => ({
+  check,
+  fingerprint: `${check}|${component}`,
+  component,
+  series_id: null,
+  signal,
+});
+
+/**
+ * A component's requests over the part of the window it can be judged in, and over its baseline
+ * before that part (see judgedPart); null, and listed as not judged, when nothing of the window
+ * can be judged against a baseline of at least MIN_BASELINE_REQUESTS.
+ */
+function* judgedRequests(
+  ctx: DetectionContext,
+  check: string,
+  component: string,
+): Steps<{ part: JudgedPart; baseline: Requests; window: Requests } | null> {
+  const signal = signalOf(check, component, 'requests');
+  const part = judgedPart(ctx, signal, ctx.reads.firstRequest(component), ctx.windowStart - ctx.baselineStart);
+  if (!part) return null;
+  const baseline = yield* ctx.reads.requests(component, part.baselineFrom, part.from);
+  if (baseline.length < MIN_BASELINE_REQUESTS) {
+    thinBaseline(ctx, signal, part.from, `its baseline from ${iso(part.baselineFrom)} holds ${baseline.length} requests, ${MIN_BASELINE_REQUESTS} needed`);
+    return null;
+  }
+  const window = yield* ctx.reads.requests(component, part.from, ctx.now);
+  return { part, baseline, window };
 }
 
 /**
@@ -83,9 +124,9 @@ export const latencySpike: Check = {
     const examined: string[] = [];
     for (const component of requestComponents(ctx)) {
       yield;
-      const baseline = yield* ctx.reads.requests(component, ctx.baselineStart, ctx.windowStart);
-      if (baseline.length < MIN_BASELINE_REQUESTS) continue;
-      const window = yield* ctx.reads.requests(component, ctx.windowStart, ctx.now);
+      const judged = yield* judgedRequests(ctx, 'latency_spike', component);
+      if (!judged) continue;
+      const { part, baseline, window } = judged;
       const fingerprint = `latency_spike|${component}`;
       examined.push(fingerprint);
       const baseDurations = baseline.duration;
@@ -93,7 +134,9 @@ export const latencySpike: Check = {
       const baseP95 = quantile(baseDurations, 0.95);
       const slow = new Uint8Array(window.length);
       for (let i = 0; i < window.length; i++) slow[i] = window.duration[i]! > baseP95 ? 1 : 0;
-      const run = elevatedRun(slow, SLOW_SHARE);
+      let baseSlow = 0;
+      for (let i = 0; i < baseline.length; i++) if (baseDurations[i]! > baseP95) baseSlow++;
+      const run = elevatedRun(slow, SLOW_SHARE, undefined, undefined, { hits: baseSlow, trials: baseline.length });
       if (!run) continue;
       const durations = window.duration.subarray(run.index);
       const p50 = median(durations);
@@ -118,6 +161,7 @@ export const latencySpike: Check = {
         evidence: {
           factor: sig(factor),
           baseline: { requests: baseline.length, p50_ms: sig(baseP50), p95_ms: sig(baseP95) },
+          baseline_window: baselineWindow(part),
           window: { requests: run.trials, p50_ms: sig(p50), p95_ms: sig(quantile(durations, 0.95)) },
           slower_than_baseline_p95: run.hits,
           p_value: run.pValue,
@@ -158,22 +202,22 @@ export const errorSpike: Check = {
     for (const component of requestComponents(ctx)) {
       withRequests.add(component);
       yield;
-      const baseline = yield* ctx.reads.requests(component, ctx.baselineStart, ctx.windowStart);
-      if (baseline.length < MIN_BASELINE_REQUESTS) continue;
-      const window = yield* ctx.reads.requests(component, ctx.windowStart, ctx.now);
+      const judged = yield* judgedRequests(ctx, 'error_spike', component);
+      if (!judged) continue;
+      const { part, baseline, window } = judged;
       const fingerprint = `error_spike|${component}`;
       examined.push(fingerprint);
       let baseErrors = 0;
       for (let i = 0; i < baseline.length; i++) baseErrors += baseline.error[i]!;
       const baseRate = smoothedRate(baseErrors, baseline.length, 0.001);
-      const run = elevatedRun(window.error, baseRate);
+      const run = elevatedRun(window.error, baseRate, undefined, undefined, { hits: baseErrors, trials: baseline.length });
       if (!run) continue;
       const rate = run.hits / run.trials;
       const score = scoreOfP(run.pValue);
       if (rate / baseRate < MIN_ERROR_RATIO || score < ctx.minScore) continue;
       const onset = window.start[run.index]!;
       const failed = lastFailed(window, run.index, AFFECTED_SHOWN);
-      const signatures = errorSignatures(ctx, component, onset);
+      const signatures = errorSignatures(ctx, component, onset, part);
       const newOnes = signatures.filter((s) => s.new).length;
       findings.push({
         fingerprint,
@@ -196,46 +240,87 @@ export const errorSpike: Check = {
           errors: run.hits,
           requests: run.trials,
           p_value: run.pValue,
+          baseline_window: baselineWindow(part),
           signatures,
           failed_requests: withIds(ctx, window, failed).map(({ ids, i }) => ({ ...ids, start: new Date(window.start[i]!).toISOString() })),
         },
       });
     }
-    // Components that log errors but serve no requests (a worker, a cron job): error events per hour.
-    const windowCounts = ctx.reads.errorCounts(ctx.windowStart, ctx.now);
-    const baseCounts = ctx.reads.errorCounts(ctx.baselineStart, ctx.windowStart);
-    const windowMs = ctx.now - ctx.windowStart;
-    const baseMs = ctx.windowStart - ctx.baselineStart;
-    for (const [component, count] of windowCounts) {
+    // Components that log errors but serve no requests (a worker, a cron job): error events per hour,
+    // against those of the component's baseline. Their silence means something only while the
+    // component was sending anything, so the baseline is judged by its first telemetry of any kind.
+    const baselineMs = ctx.windowStart - ctx.baselineStart;
+    for (const component of ctx.reads.errorCounts(ctx.windowStart, ctx.now).keys()) {
       if (withRequests.has(component) || (ctx.component !== undefined && component !== ctx.component)) continue;
+      yield;
+      const part = judgedPart(ctx, signalOf('error_spike', component, 'error events'), ctx.reads.firstTelemetry(component), baselineMs);
+      if (!part) continue;
       const fingerprint = `error_spike|${component}`;
       examined.push(fingerprint);
-      const expected = Math.max(0.5, baseCounts.get(component) ?? 0) * (windowMs / baseMs);
-      const p = poissonUpperTail(count, expected);
+      const times = ctx.reads.errorTimes(component, part.from, ctx.now);
+      if (times.length === 0) continue;
+      const baseCount = ctx.reads.errorCount(component, part.baselineFrom, part.from);
+      const baseMs = part.from - part.baselineFrom;
+      // Two Poisson counts compared exactly: given both together, the window's share is binomial
+      // with the window's share of the time. A baseline of zero errors is then weak evidence of a
+      // zero rate, as it should be: 0 in 6 hours and 83 in a week are the same rate. Judged over
+      // the window and over the burst since its first error inside it (the stronger, counted
+      // twice), against the baseline and the window before the burst: a burst of the last hour
+      // is not lost in a week.
+      const windowMs = ctx.now - part.from;
+      const pWindow = binomialUpperTail(times.length, times.length + baseCount, windowMs / (windowMs + baseMs));
+      const burst = eventBurst(times, ctx.now, { count: baseCount, ms: baseMs, from: part.from });
+      const fromBurst = burst !== null && burst.index > 0 && burst.pValue < pWindow;
+      const p = Math.min(1, 2 * Math.min(pWindow, burst?.pValue ?? 1));
+      const from = fromBurst ? times[burst.index]! : part.from;
+      const count = fromBurst ? burst.after + 1 : times.length;
+      const countedMs = ctx.now - from;
+      const usualCount = baseCount + (fromBurst ? burst.index : 0);
+      const usualMs = baseMs + (from - part.from);
+      const expected = Math.max(0.5, usualCount) * (countedMs / usualMs);
       const score = scoreOfP(p);
       if (count / expected < MIN_ERROR_RATIO || score < ctx.minScore) continue;
-      const signatures = errorSignatures(ctx, component, ctx.windowStart);
+      const signatures = errorSignatures(ctx, component, from, part);
       findings.push({
         fingerprint,
         type: 'error_spike',
         severity: severityFor(score, count / expected >= 10),
         component,
         series_id: null,
-        description: `${component} logged ${count} errors in the last ${Math.round(windowMs / 60_000)} min, against ${expected.toFixed(1)} expected`,
-        start_ts: signatures.length ? Math.min(...signatures.map((sig) => Date.parse(sig.first_seen))) : ctx.windowStart,
-        end_ts: ctx.now,
+        description:
+          `${component} logged ${count} errors ${fromBurst ? `since ${clock(from)} UTC` : `in the last ${durationText(countedMs)}`}, against ` +
+          (usualCount > 0 ? `${expected.toFixed(1)} expected (${usualCount} in the ${hoursText(usualMs)} before)` : `none in the ${hoursText(usualMs)} before`),
+        start_ts: fromBurst ? from : signatures.length ? Math.min(...signatures.map((sig) => Date.parse(sig.first_seen))) : part.from,
+        end_ts: times[times.length - 1]!,
         score,
         magnitude: count / expected,
-        evidence: { errors: count, expected: sig(expected), ratio: sig(count / expected), p_value: p, signatures },
+        evidence: {
+          errors: count,
+          hours: toSignificant(countedMs / HOUR, 4),
+          usual_per_hour: toSignificant(usualCount / (usualMs / HOUR), 4),
+          baseline_errors: baseCount,
+          expected: sig(expected),
+          ratio: sig(count / expected),
+          p_value: p,
+          baseline_window: baselineWindow(part),
+          signatures,
+        },
       });
     }
     return { findings, examined };
   },
   *healed(ctx, anomaly) {
-    // the request-based finding; one from error events alone ends when it is not found again
     const rate = evidenceNumber(anomaly, 'error_rate');
     const usual = evidenceNumber(anomaly, 'baseline_error_rate');
-    if (rate === null || usual === null) return null;
+    if (rate === null || usual === null) {
+      // one from error events alone: their count since it was last seen, against its rate per hour and the usual one
+      const errors = evidenceNumber(anomaly, 'errors');
+      const hours = evidenceNumber(anomaly, 'hours');
+      const usualPerHour = evidenceNumber(anomaly, 'usual_per_hour');
+      if (errors === null || hours === null || usualPerHour === null || !(hours > 0)) return null;
+      const from = sinceLastSeen(ctx, anomaly);
+      return countHealed(ctx.reads.errorCount(anomaly.component, from, ctx.now), (ctx.now - from) / HOUR, errors / hours, usualPerHour);
+    }
     const since = yield* requestsSinceLastSeen(ctx, anomaly);
     let errors = 0;
     for (let i = 0; i < since.length; i++) errors += since.error[i]!;
@@ -244,8 +329,8 @@ export const errorSpike: Check = {
 };
 
 /** Error signatures since `from`, each marked new when the baseline never showed its template. */
-function errorSignatures(ctx: DetectionContext, component: string, from: number) {
-  const known = new Set(ctx.reads.errorMessages(component, ctx.baselineStart, ctx.windowStart).map((m) => messageTemplate(m.message)));
+function errorSignatures(ctx: DetectionContext, component: string, from: number, part: JudgedPart) {
+  const known = new Set(ctx.reads.errorMessages(component, part.baselineFrom, part.from).map((m) => messageTemplate(m.message)));
   return groupSignatures(ctx.reads.errorMessages(component, from, ctx.now))
     .slice(0, SIGNATURES_SHOWN)
     .map((s) => ({

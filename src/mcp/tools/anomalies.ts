@@ -2,7 +2,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { ANOMALY_TYPES } from '../../detect/context.js';
-import { detectAnomaliesAsync } from '../../detect/service.js';
+import { describeNotJudged, detectAnomaliesAsync } from '../../detect/service.js';
 import { ANOMALY_STATUSES, AnomalyConflictError, AnomalyStore, type Anomaly } from '../../store/anomalies.js';
 import type { Store } from '../../store/store.js';
 import { iso, parseDuration, parseTimeInput } from '../../time.js';
@@ -10,7 +10,7 @@ import { durationInput, timeInput } from '../arguments.js';
 import { mcpServers, remedyForAnomaly, suggestionText } from '../../remedies.js';
 import { answer, boundedAttrs, round, suggestedActionShape } from '../format.js';
 
-const LIMITS = { anomalies: 50, list: 100, evidenceChars: 3000 } as const;
+const LIMITS = { anomalies: 50, list: 100, evidenceChars: 3000, notJudged: 100 } as const;
 
 const anomalyShape = z.object({
   id: z.string(),
@@ -68,13 +68,15 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
       description:
         'Judge the last `lookback` (default 60m) against each signal\'s own baseline (the 6 hours before, and the same hours a day ' +
         'earlier) and report what is abnormal: latency_spike, error_spike (with the top error signatures), permission_spike (with ' +
-        'the principal/tool/permission pattern), memory_leak (trend over at least 6 h), connection_instability (disconnects, MTBF), ' +
+        'the principal/tool/permission pattern), memory_leak (trend of the memory floor since the last restart, over at least 6 h), connection_instability (disconnects, MTBF), ' +
         'and spike / dip / level_shift on any other metric. Each anomaly has a stable id, severity, evidence and a ' +
         'suggested_action: the directive that acts on it and its inputs (latency_spike, memory_leak, connection_instability), ' +
         'else null: analyze_root_cause finds what a person must revert. Findings are stored: an ongoing anomaly keeps its id, anomalies no longer seen are ' +
         'resolved once the data since they were last seen shows them over (a window too short to tell leaves them open, listed ' +
-        'as unconfirmed), and a finding no larger than one a person marked false_positive is held back. sensitivity 0..1 (default ' +
-        `0.5: p < 1e-6). At most ${LIMITS.anomalies} anomalies (limit, default 20), evidence cut at ${LIMITS.evidenceChars} characters.`,
+        'as unconfirmed), and a finding no larger than one a person marked false_positive is held back. A signal is judged only ' +
+        'where its own data reaches a baseline back (a week-long lookback on a week of data judges all but its first 6 h); ' +
+        'not_judged lists what was not judged and why: no finding there is no all-clear. sensitivity 0..1 (default ' +
+        `0.5: p < 1e-6). At most ${LIMITS.anomalies} anomalies (limit, default 20) and ${LIMITS.notJudged} not_judged entries, evidence cut at ${LIMITS.evidenceChars} characters.`,
       inputSchema: {
         lookback: durationInput.default('60m').describe('Window to judge, e.g. 15m, 60m, 6h'),
         at: timeInput.optional().describe('End of the window (default now): ISO 8601, epoch, or -2h. A past window closes no anomaly last seen after it'),
@@ -89,6 +91,19 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         total: z.number(),
         resolved: z.array(z.object({ id: z.string(), type: z.string(), component: z.string() })),
         unconfirmed: z.array(z.object({ id: z.string(), type: z.string(), component: z.string() })),
+        not_judged: z.array(
+          z.object({
+            check: z.string(),
+            component: z.string(),
+            series_id: z.number().nullable(),
+            signal: z.string(),
+            from: z.string(),
+            to: z.string(),
+            reason: z.enum(['no_baseline', 'thin_baseline', 'short_segment']),
+            detail: z.string(),
+          }),
+        ),
+        not_judged_total: z.number(),
         suppressed: z.array(
           z.object({ type: z.string(), component: z.string(), magnitude: z.number(), required: z.number(), false_positive: z.string() }),
         ),
@@ -126,6 +141,17 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         total: result.anomalies.length,
         resolved: result.resolved.map((a) => ({ id: a.id, type: a.type, component: a.component })),
         unconfirmed: result.unconfirmed.map((a) => ({ id: a.id, type: a.type, component: a.component })),
+        not_judged: result.not_judged.slice(0, LIMITS.notJudged).map(({ check, component, series_id, signal, from, to, reason, detail }) => ({
+          check,
+          component,
+          series_id,
+          signal,
+          from: iso(from),
+          to: iso(to),
+          reason,
+          detail,
+        })),
+        not_judged_total: result.not_judged.length,
         suppressed: result.suppressed.map(({ type, component, magnitude, required, false_positive }) => ({
           type,
           component,
@@ -141,6 +167,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         ...shown.map((a) => `${a.new ? 'NEW ' : ''}${line(a, isMcpServer)}`),
         ...result.resolved.map((a) => `resolved: ${a.type} ${a.component} [${a.id}]`),
         ...result.unconfirmed.map((a) => `still open, too little data since to tell it is over: ${a.type} ${a.component} [${a.id}]`),
+        ...describeNotJudged(result.not_judged),
         ...result.suppressed.map((s) => `held back: ${s.type} ${s.component} (like false positive ${s.false_positive})`),
       ].join('\n');
       return answer(structured, text);
