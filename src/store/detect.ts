@@ -143,24 +143,8 @@ export class DetectionReads {
   private prepare() {
     const db = this.db;
     return {
-      // Every component with spans, by skipping through the (component, start_ts) index: one
-      // seek per component, where DISTINCT over a week of spans reads every one of them.
-      spanComponents: db
-        .prepare(
-          `WITH RECURSIVE c(name) AS (
-             SELECT min(component) FROM spans
-             UNION ALL SELECT (SELECT min(component) FROM spans WHERE component > c.name) FROM c WHERE c.name IS NOT NULL
-           ) SELECT name FROM c WHERE name IS NOT NULL`,
-        )
-        .pluck(),
-      eventComponents: db
-        .prepare(
-          `WITH RECURSIVE c(name) AS (
-             SELECT min(component) FROM events
-             UNION ALL SELECT (SELECT min(component) FROM events WHERE component > c.name) FROM c WHERE c.name IS NOT NULL
-           ) SELECT name FROM c WHERE name IS NOT NULL`,
-        )
-        .pluck(),
+      spanComponents: db.prepare(distinctComponents('spans')).pluck(),
+      eventComponents: db.prepare(distinctComponents('events')).pluck(),
       hasDecisionIn: db
         .prepare(`SELECT 1 FROM events WHERE component = ? AND kind = 'permission' AND ts >= ? AND ts < ? LIMIT 1`)
         .pluck(),
@@ -370,4 +354,15 @@ export class DetectionReads {
       ([component, ts, state, reason]) => ({ component, ts, state, reason }),
     );
   }
+}
+
+/**
+ * Every component with rows in `table`, by skipping through its (component, ts) index: one seek
+ * per component, where DISTINCT over a week of rows reads every one of them.
+ */
+function distinctComponents(table: 'spans' | 'events'): string {
+  return `WITH RECURSIVE c(name) AS (
+            SELECT min(component) FROM ${table}
+            UNION ALL SELECT (SELECT min(component) FROM ${table} WHERE component > c.name) FROM c WHERE c.name IS NOT NULL
+          ) SELECT name FROM c WHERE name IS NOT NULL`;
 }
