@@ -11,27 +11,21 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { LATEST_PROTOCOL_VERSION, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createKiwi, type Kiwi } from '../src/index.js';
+import { createKiwi } from '../src/index.js';
 import { startHttp, type RunningHttp } from '../src/mcp/http.js';
 import { InstrumentedTransport } from '../src/mcp/instrument.js';
 import { KiwiMcpServer } from '../src/mcp/server.js';
 import type { OperationObservation } from '../src/ingest/self.js';
+import { useOpened } from './helpers/mcp.js';
 import { pollUntil } from './helpers/poll.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-http-sessions-');
 const EXPIRED = 'unknown or expired session; initialize again';
 
-const opened: { http?: RunningHttp; kiwi?: Kiwi; clients: Client[] } = { clients: [] };
-afterEach(async () => {
-  for (const client of opened.clients.splice(0)) await client.close().catch(() => undefined);
-  await opened.http?.close();
-  await opened.kiwi?.close();
-  opened.http = undefined;
-  opened.kiwi = undefined;
-});
+const opened = useOpened();
 
 /** Kiwi over HTTP on a free loopback port, self-telemetry on (so every session's transport is wrapped). */
 async function serve(sessionIdleMs?: number, createServer?: () => KiwiMcpServer): Promise<RunningHttp> {

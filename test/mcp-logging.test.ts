@@ -13,13 +13,13 @@ import {
   LoggingMessageNotificationSchema,
   type LoggingMessageNotification,
 } from '@modelcontextprotocol/sdk/types.js';
-import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
-import { createKiwi, type Kiwi } from '../src/index.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createKiwi } from '../src/index.js';
 import { log } from '../src/log.js';
-import { startHttp, type RunningHttp } from '../src/mcp/http.js';
+import { startHttp } from '../src/mcp/http.js';
 import { KiwiMcpServer } from '../src/mcp/server.js';
 import { CLI, assertBuilt } from './helpers/cli.js';
-import { connectInProcess } from './helpers/mcp.js';
+import { connectInProcess, useOpened } from './helpers/mcp.js';
 import { pollUntil } from './helpers/poll.js';
 import { useTempDir } from './helpers/tmp.js';
 
@@ -29,14 +29,7 @@ type Data = { message: string } & Record<string, unknown>;
 const dataOf = (line: Line) => line.data as Data;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const opened: { clients: Client[]; http?: RunningHttp; kiwi?: Kiwi } = { clients: [] };
-afterEach(async () => {
-  for (const client of opened.clients.splice(0)) await client.close().catch(() => undefined);
-  await opened.http?.close();
-  await opened.kiwi?.close();
-  opened.http = undefined;
-  opened.kiwi = undefined;
-});
+const opened = useOpened();
 
 /** Collects the log notifications `client` receives. */
 function collect(client: Client): Line[] {
