@@ -237,7 +237,8 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
     async ({ id }) => {
       const anomaly = anomalies.get(id);
       if (!anomaly) throw new Error(`id: no anomaly "${id}"`);
-      return answer(shape(anomaly, isMcpServer), `${line(anomaly, isMcpServer)}\nevidence: ${JSON.stringify(shape(anomaly, isMcpServer).evidence)}`);
+      const shaped = shape(anomaly, isMcpServer);
+      return answer(shaped, `${line(anomaly, isMcpServer)}\nevidence: ${JSON.stringify(shaped.evidence)}`);
     },
   );
 
