@@ -211,6 +211,40 @@ describe('MCP logging over HTTP, several sessions', () => {
   });
 });
 
+describe('MCP logging over HTTP, a client that holds no GET stream', () => {
+  it("hears the lines its own tool call logs, on that call's response stream, before the result", async () => {
+    const kiwi = createKiwi({ db: join(tempDir(), 'kiwi.db'), selfTelemetry: false });
+    opened.kiwi = kiwi;
+    const http = await startHttp({ host: '127.0.0.1', port: 0, createServer: kiwi.createServer });
+    opened.http = http;
+    const gets: string[] = [];
+    // a real HTTP client that never opens the standalone GET stream, as some hosts do
+    const noGetStream: typeof fetch = (input, init) => {
+      if ((init?.method ?? 'GET') === 'GET') {
+        gets.push(String(input));
+        return Promise.resolve(new Response(null, { status: 405 }));
+      }
+      return fetch(input, init);
+    };
+    const client = new Client({ name: 'no-get', version: '0.0.0' });
+    const lines = collect(client);
+    await client.connect(new StreamableHTTPClientTransport(new URL(http.url), { fetch: noGetStream }));
+    opened.clients.push(client);
+    await client.setLoggingLevel('info');
+
+    const plan = await client.callTool({ name: 'run_directive', arguments: { name: 'triage_incident', inputs: { lookback: '30m' } } });
+    const run = (plan.structuredContent as { id: string }).id;
+    // no waiting: the line came on the same stream as the result, ahead of it
+    expect(lines.map((l) => [l.level, dataOf(l).message, dataOf(l).run])).toEqual([['info', 'directive.plan triage_incident', run]]);
+    expect(gets.length).toBeGreaterThan(0);
+
+    // a line logged outside any call of this client still has no stream to go to
+    log.warn('unrelated line');
+    await sleep(100);
+    expect(lines.map((l) => dataOf(l).message)).not.toContain('unrelated line');
+  });
+});
+
 describe('MCP logging in-process (createKiwi)', () => {
   it('reaches each connected server at its own level, and sendLoggingMessage sends nothing before a level is set', async () => {
     // what MCP clients get does not depend on KIWI_LOG_LEVEL, which is stderr's alone

@@ -1,4 +1,5 @@
 /** Kiwi's MCP face: a server with every tool group registered, observing its own operations. */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { McpServer, type RegisteredTool, type ToolCallback } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { AnySchema, ZodRawShapeCompat } from '@modelcontextprotocol/sdk/server/zod-compat.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
@@ -46,6 +47,11 @@ const MCP_LEVEL: Record<LogLevel, LoggingLevel> = { debug: 'debug', info: 'info'
  */
 const MAX_PENDING_LOG_NOTIFICATIONS = 1_000;
 
+interface ToolCallInFlight {
+  server: KiwiMcpServer;
+  requestId: string | number;
+}
+
 /**
  * An McpServer whose every connection is observed by Kiwi's self-telemetry, however the host
  * connects it, and receives Kiwi's log lines once its client sets a level (`logging/setLevel`).
@@ -63,6 +69,10 @@ export class KiwiMcpServer extends McpServer {
   /** The level the client set with `logging/setLevel` on this connection; null (the default) sends nothing. */
   private logLevel: LoggingLevel | null = null;
   private pendingLogNotifications = 0;
+  /** The tool call whose handler is running (a directive's tool steps, on sibling servers, run inside it). */
+  private static readonly serving = new AsyncLocalStorage<ToolCallInFlight>();
+  /** Tool calls of this connection not yet answered: a line may still ride on their response stream. */
+  private readonly unanswered = new Set<string | number>();
 
   constructor(private readonly telemetry: SelfTelemetry | null) {
     super(SERVER_INFO, { capabilities: { logging: {} }, instructions: INSTRUCTIONS });
@@ -104,6 +114,7 @@ export class KiwiMcpServer extends McpServer {
    */
   private static readonly forwardLog = (level: LogLevel, message: string, fields: LogFields | undefined): void => {
     const mcpLevel = MCP_LEVEL[level];
+    const calling = KiwiMcpServer.serving.getStore();
     let data: Record<string, unknown> | undefined;
     for (const server of KiwiMcpServer.logListeners) {
       if (!server.isConnected()) {
@@ -115,11 +126,20 @@ export class KiwiMcpServer extends McpServer {
       data ??= redact(Object.assign({ message }, fields, { message }));
       server.pendingLogNotifications++;
       server.server
-        .notification({ method: 'notifications/message', params: { level: mcpLevel, logger: MCP_LOGGER, data } })
+        .notification({ method: 'notifications/message', params: { level: mcpLevel, logger: MCP_LOGGER, data } }, server.relatedTo(calling))
         .catch(() => undefined)
         .finally(() => server.pendingLogNotifications--);
     }
   };
+
+  /**
+   * A line logged by this connection's own unanswered tool call goes out as part of that call: over
+   * HTTP on the call's response stream, before its result, so a client that holds no GET stream
+   * still hears it. Any other line is unrelated, and goes to the GET stream.
+   */
+  private relatedTo(call: ToolCallInFlight | undefined): { relatedRequestId: string | number } | undefined {
+    return call?.server === this && this.unanswered.has(call.requestId) ? { relatedRequestId: call.requestId } : undefined;
+  }
 
   private wantsLog(level: LoggingLevel): boolean {
     return this.logLevel !== null && SEVERITY.get(level)! >= SEVERITY.get(this.logLevel)!;
@@ -154,17 +174,26 @@ export class KiwiMcpServer extends McpServer {
     const argumentNames = input === undefined ? [] : Object.keys(input instanceof z.ZodObject ? input.shape : (input as z.ZodRawShape));
     const handler = cb as (...params: unknown[]) => unknown;
     const guarded = (async (...params: unknown[]) => {
+      const extra = params[params.length - 1] as { requestId?: string | number; sessionId?: string } | undefined;
+      const requestId = extra?.requestId;
+      // Only a transport with sessions (HTTP) has a stream per request, and only a listening
+      // connection needs one; elsewhere the call is not tracked: on Node 20 an AsyncLocalStorage
+      // in use slows every promise in the process.
+      const relatesLines = this.logLevel !== null && extra?.sessionId !== undefined;
       try {
-        return await handler(...params);
+        if (requestId === undefined || !relatesLines) return await handler(...params);
+        this.unanswered.add(requestId);
+        return await KiwiMcpServer.serving.run({ server: this, requestId }, () => handler(...params));
       } catch (err) {
         const message = truncate(err instanceof Error ? err.message : String(err), MAX_ERROR_CHARS);
-        const extra = params[params.length - 1] as { requestId?: string | number } | undefined;
         // every connection is observed (see connect), so the note is read, and cleared, when the response goes out
         const callers = err instanceof ArgumentsError || argumentNames.some((a) => message.startsWith(`${a}:`) || message.startsWith(`${a}.`));
-        if (extra?.requestId !== undefined && callers) {
-          this.refusedArguments.add(extra.requestId);
+        if (requestId !== undefined && callers) {
+          this.refusedArguments.add(requestId);
         }
         throw new Error(message);
+      } finally {
+        if (requestId !== undefined && relatesLines) this.unanswered.delete(requestId);
       }
     }) as ToolCallback<InputArgs>;
     if (strict instanceof z.ZodType) this.argumentSchemas.set(name, strict);
