@@ -129,7 +129,7 @@ export const commands: Record<string, Command> = {
     flags: [
       DB_FLAG,
       ['--lookback DURATION', 'window to judge, ending at --at (default 60m)'],
-      ['--at TIME', 'end of the window (default now): ISO 8601, epoch, or relative as --at=-2h'],
+      ['--at TIME', 'end of the window (default now): ISO 8601, epoch, or relative like -2h'],
       ['--component C', 'only this component'],
       ['--type T,...', `only these types: ${ANOMALY_TYPES.join(', ')}`],
       ['--sensitivity S', '0..1 (default: setting detect.sensitivity, 0.5)'],
@@ -171,7 +171,7 @@ export const commands: Record<string, Command> = {
       ['--action A', 'one action (directive.undo), or all under a prefix ending in a dot (directive.)'],
       ['--target T', 'what was acted on: a run id, a setting key, an anomaly id'],
       ['--actor P', 'who acted, e.g. cli:alice, agent:claude, kiwi'],
-      ['--since TIME', 'at or after: ISO 8601, epoch, or relative as --since=-24h'],
+      ['--since TIME', 'at or after: ISO 8601, epoch, or relative like -24h'],
       ['--limit N', 'entries to print (default 50)'],
       ['--json', 'one JSON object per line'],
     ],
@@ -224,7 +224,7 @@ export const commands: Record<string, Command> = {
     flags: [
       DB_FLAG,
       ['--anomaly ID', 'explain a stored anomaly (its component, metric and times)'],
-      ['--start TIME', 'when the symptom started: ISO 8601, epoch, or relative like --start=-30m'],
+      ['--start TIME', 'when the symptom started: ISO 8601, epoch, or relative like -30m'],
       ['--end TIME', 'end of the symptom window (default: the newest data)'],
       ['--component C', 'where the symptom shows'],
       ['--metric M', 'a stored metric name, or latency, errors, denials, disconnects, requests'],
@@ -792,7 +792,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({ args: joinRelativeValues(rest, command.options), allowPositionals: true, options: command.options, strict: true });
     return await command.run(values as Values, positionals);
   } catch (err) {
     const usage = err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
@@ -800,6 +800,27 @@ export async function main(argv: string[]): Promise<number> {
     if (usage) process.stderr.write(`usage: ${command.usage}   (kiwi ${name} --help)\n`);
     return usage ? 2 : 1;
   }
+}
+
+/**
+ * `--since -24h` as `--since=-24h`: parseArgs reads a value that begins with a dash as a flag, but
+ * no flag begins with a dash and a digit, so after a flag that takes a value it is a relative time
+ * or a negative number.
+ */
+function joinRelativeValues(args: string[], options: ParseArgsConfig['options']): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    const flag = arg.startsWith('--') && !arg.includes('=') ? options?.[arg.slice(2)] : undefined;
+    if (flag?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
 }
 
 if (isEntryPoint(import.meta.url)) {

@@ -138,6 +138,9 @@ describe('kiwi settings and prune', () => {
     expect(byPrefix.stdout.trim().split('\n')).toHaveLength(1);
     const nobody = await runCli(['audit', '--actor', 'agent:nobody', '--since=-1h', '--db', db]);
     expect(nobody).toMatchObject({ code: 0, stdout: '' });
+    // a relative time may follow its flag as its own word
+    const lastHour = await runCli(['audit', '--action', 'settings.change', '--since', '-1h', '--limit', '1', '--db', db]);
+    expect(lastHour).toMatchObject({ code: 0, stdout: byPrefix.stdout });
   });
 });
 
