@@ -175,6 +175,15 @@ describe('an anomaly id as the symptom', () => {
     expect(analysis.candidates[0]!.evidence.changes[0]?.minutes_before_symptom).toBe(3);
   });
 
+  it('a change within the onset but after the given start reads as after it, not "-N min before"', () => {
+    const { store, incident } = scenarios.get('error_spike')!;
+    const deploy = incident.root_cause.event!;
+    const analysis = analyzeRootCause(store, { start: deploy.ts_ms - 30_000, component: 'agent-coder', metric: 'errors' });
+    const coder = byComponent(analysis, 'agent-coder')!;
+    expect(coder.evidence.changes[0]).toMatchObject({ kind: 'deploy', minutes_before_symptom: -0.5 });
+    expect(coder.evidence.summary).toContain(`deploy 0.5 min after the symptom's start: ${deploy.message}`);
+  });
+
   it('a metric anomaly uses its series', () => {
     const { store, incident } = scenarios.get('memory_leak')!;
     const series = store.findSeries({ name: 'process.memory.usage', component: 'worker' }).series[0]!;

@@ -460,6 +460,8 @@ describe('error budget forecast', () => {
     expect(b.current_error_rate.estimate).toBeCloseTo(0.05, 6);
     expect(b.burn_rate.estimate).toBeCloseTo(5, 6);
     expect(b.hours_to_exhaustion!.estimate).toBeCloseTo(2, 6);
+    // the text gives the burn to three figures, as the objective
+    expect(forecast.summary).toContain('(objective 1.00%, burn 5.00×)');
     expect(b.hours_to_exhaustion!.lower!).toBeLessThan(2);
     expect(b.hours_to_exhaustion!.upper!).toBeGreaterThan(2);
     expect(b.will_exhaust).toBe(true);

@@ -248,7 +248,7 @@ function evidenceOf(d: Draft, symptom: Symptom, grid: Grid, symptomGrid: Float64
   }));
   const parts: string[] = [];
   if (p) parts.push(p.detail);
-  if (changes[0]) parts.push(`${changes[0].kind} ${changes[0].minutes_before_symptom} min before the symptom: ${changes[0].message}`);
+  if (changes[0]) parts.push(`${changes[0].kind} ${whenToSymptom(changes[0].minutes_before_symptom)}: ${changes[0].message}`);
   for (const e of d.counted.slice(0, 2)) parts.push(`explains ${e.caller}'s ${e.what}: ${e.detail}`);
   return {
     summary: parts.join('; ') || 'no signal',
@@ -276,4 +276,9 @@ function evidenceOf(d: Draft, symptom: Symptom, grid: Grid, symptomGrid: Float64
 
 function roundOrNull(value: number | null): number | null {
   return value === null || !Number.isFinite(value) ? null : Number(value.toPrecision(6));
+}
+
+/** A change's time against the symptom's start, in words: a change within the onset may come after it. */
+function whenToSymptom(minutesBefore: number): string {
+  return minutesBefore < 0 ? `${-minutesBefore} min after the symptom's start` : `${minutesBefore} min before the symptom`;
 }

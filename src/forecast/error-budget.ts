@@ -147,7 +147,7 @@ export function forecastErrorBudget(input: ErrorBudgetInput): ForecastWithChart 
       confidence_basis: `${n} requests over ${hoursText(coveredMs / HOUR_MS)} of the ${windowDays}-day window, ${recent} in the burn window (last ${hoursText(burnWindowMs / HOUR_MS)})`,
       ...(Number.isFinite(estimate) ? { hours_to_failure: round(estimate) } : {}),
       summary:
-        `${component}: error rate ${(rate * 100).toFixed(2)}% in the last ${hoursText(burnWindowMs / HOUR_MS)} (objective ${(objective * 100).toPrecision(3)}%, burn ${burn.estimate}×); ` +
+        `${component}: error rate ${(rate * 100).toFixed(2)}% in the last ${hoursText(burnWindowMs / HOUR_MS)} (objective ${(objective * 100).toPrecision(3)}%, burn ${burn.estimate.toPrecision(3)}×); ` +
         `${Math.max(0, Math.round(remainingFraction * 100))}% of the ${windowDays}-day budget left, ${budgetText}` +
         (willExhaust ? ` — BUDGET SPENT within ${horizonHours} h` : ''),
       // no directive fixes errors by itself: analyze_root_cause finds what a person must revert

@@ -56,7 +56,7 @@ const candidateShape = z.object({
         detail: z.string(),
       }),
     ),
-    changes: z.array(z.object({ kind: z.string(), at: z.string(), minutes_before_symptom: z.number(), message: z.string() })),
+    changes: z.array(z.object({ kind: z.string(), at: z.string(), minutes_before_symptom: z.number().describe('negative: the change came after the symptom began, within its onset'), message: z.string() })),
     explains: z.array(z.object({ component: z.string(), what: z.enum(['latency', 'errors']), share: z.number() })),
     explained_by: z.array(z.object({ component: z.string(), what: z.enum(['latency', 'errors']), share: z.number() })),
     is_symptom_component: z.boolean(),
