@@ -148,6 +148,40 @@ describe('directive runs interrupted', () => {
     expect(after.audit.filter((a) => a === 'directive.finish')).toEqual([]);
   });
 
+  it("a nested directive's rollback and finally do not run once another host took the run over", async () => {
+    const s = setup();
+    const step = (message: string) => `  - action: events.log\n    inputs: { message: ${message} }\n`;
+    writeFileSync(
+      join(s.directives, 'inner.yaml'),
+      `${SLOW_CHANGE.replace('name: slow_change', 'name: inner').replace('[write:settings]', '[write:settings, write:events]')}rollback:\n${step('inner rollback')}finally:\n${step('inner finally')}`,
+    );
+    writeFileSync(
+      join(s.directives, 'outer.yaml'),
+      `name: outer\nversion: 1.0.0\ndescription: runs inner\npermissions: [write:settings, write:events]\nsteps:\n  - directive: inner\nrollback:\n${step('outer rollback')}finally:\n${step('outer finally')}`,
+    );
+    writeFileSync(s.policy, 'grants:\n  "*": [read:metrics, write:settings, write:events]\napproval:\n  agents_may_approve: true\n');
+    const kiwi = createKiwi({ db: s.db, selfTelemetry: false, policy: s.policy, directivesDir: s.directives, directiveAnswerWithinMs: 200 });
+    const client = await connectInProcess(kiwi.server, 'agent');
+    const answer = await client.callTool({ name: 'run_directive', arguments: { name: 'outer', mode: 'execute', approve: true } });
+    const id = (answer.structuredContent as { id: string }).id;
+    await pollUntil(() => readSetting(kiwi.store, 'retention.raw_days'), (days) => days === 3, { timeoutMs: 10_000 });
+    // as another host sees it: an owner it cannot check, silent for 31 minutes
+    kiwi.store.db.prepare('UPDATE directive_runs SET owner = ?, updated_at = ? WHERE id = ?').run('other-host:1', Date.now() - 31 * 60_000, id);
+    const engine = new DirectiveService({ store: kiwi.store, directivesDir: s.directives, policy: Policy.load(s.policy) }).engine;
+    expect((await engine.recoverInterrupted()).map((r) => [r.id, r.status])).toEqual([[id, 'rolled_back']]);
+    await kiwi.close(); // the old owner's wait is interrupted: it must stop, running none of the cleanup the new owner now has
+    const store = new Store(s.db);
+    try {
+      expect(store.searchEvents({ kinds: ['directive'] }, 50).events.map((e) => e.message)).toEqual([]);
+      const runs = new DirectiveRunStore(store.db);
+      expect(runs.get(id)!.error).toMatch(/^interrupted: the process running it \(other-host:1\) stopped; 1 change\(s\) undone$/);
+      expect(store.listAudit(100).filter((a) => a.target === id && a.action === 'directive.finish')).toEqual([]);
+      expect(readSetting(store, 'retention.raw_days')).not.toBe(3);
+    } finally {
+      store.close();
+    }
+  });
+
   it('a run whose process was killed is undone by the next Kiwi on the store, and its target is free again', async () => {
     const s = setup();
     const child = startCli(['directive', 'run', 'slow_change', '--mode', 'execute', '--approve'], s.env);

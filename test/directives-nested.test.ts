@@ -80,6 +80,7 @@ describe('a nested directive that fails leaves nothing of itself applied', () =>
       'finally inner>finally[0] ok',
       'steps steps[0] failed',
       'steps steps[1] ok',
+      'rollback rollback[0] skipped',
     ]);
     expect(messages(s)).toEqual(['inner rollback on svc', 'inner finally on svc', 'outer goes on']);
     const step = (run.steps as { path: string; error: string | null }[]).find((r) => r.path === 'steps[0]')!;
@@ -126,20 +127,22 @@ describe('a nested directive that fails leaves nothing of itself applied', () =>
     expect(trail(run)).toEqual([
       'steps inner>steps[0] ok',
       'steps inner>steps[1] failed',
+      'steps inner>steps[2] skipped',
       'undo inner>undo ok',
       'rollback inner>rollback[0] ok',
       'finally inner>finally[0] ok',
       'steps steps[0] failed',
+      'rollback rollback[0] skipped',
     ]);
     expect((run.steps as { error: string | null }[])[1]!.error).toBe('timed out after 600 ms');
     // the wait would have ended by now and the late change been made, had the nested directive gone on
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(readSetting(s.store, 'mcp.timeout_ms')).toEqual({});
     expect(readSetting(s.store, 'detect.sensitivity')).toBe(0.5);
-    expect(s.engine.runs.get(run.id)!.steps).toHaveLength(6);
+    expect(s.engine.runs.get(run.id)!.steps).toHaveLength(8);
   });
 
-  it('a change someone made since is left as it is: the nested directive and its lock say its rollback is incomplete', async () => {
+  it('a change someone made since is left as it is: the nested directive, its lock and the outer run say its rollback is incomplete', async () => {
     const s = setup();
     s.write('inner', inner('  - action: verify\n    inputs: { signal: metric, metric: none, component: x, below: 1, delay: 400ms }\n'));
     s.write('outer', outer('    continue_on_error: true\n', ''));
@@ -147,7 +150,6 @@ describe('a nested directive that fails leaves nothing of itself applied', () =>
     await pollUntil(() => readSetting(s.store, 'mcp.timeout_ms'), (v) => JSON.stringify(v) === '{"svc":30000}');
     writeSetting(s.store, 'mcp.timeout_ms', { svc: 500 }, 'cli:someone');
     const run = await running;
-    expect(run.status).toBe('succeeded');
     expect(readSetting(s.store, 'mcp.timeout_ms')).toEqual({ svc: 500 });
     expect(trail(run)).toEqual([
       'steps inner>steps[0] ok',
@@ -156,9 +158,30 @@ describe('a nested directive that fails leaves nothing of itself applied', () =>
       'rollback inner>rollback[0] ok',
       'finally inner>finally[0] ok',
       'steps steps[0] failed',
+      'rollback rollback[0] skipped',
     ]);
-    expect((run.steps as { error: string | null }[])[5]!.error).toMatch(/; its rollback incomplete: restore mcp\.timeout_ms\[svc\] to null: .+$/);
+    const stepError = (run.steps as { error: string | null }[])[5]!.error!;
+    expect(stepError).toMatch(/; its rollback incomplete: restore mcp\.timeout_ms\[svc\] to null: .+$/);
     expect(s.engine.runs.get(`${run.id}.1`)).toMatchObject({ status: 'failed', error: expect.stringMatching(/; rollback incomplete: restore mcp\.timeout_ms/) });
+    // the run went on, but it did not undo all it applied: not a success, and the finish audit says the same
+    expect(run.status).toBe('failed');
+    expect(run.error).toBe(`steps[0] (sub) failed: ${stepError}`);
+    const finish = s.store.listAudit(50).find((a) => a.target === run.id && a.action === 'directive.finish')!;
+    expect(finish.details).toMatchObject({ status: 'failed', error: run.error });
+  });
+
+  it('without continue_on_error, a nested rollback that is incomplete fails the outer run rather than rolling it back', async () => {
+    const s = setup();
+    s.write('inner', inner('  - action: verify\n    inputs: { signal: metric, metric: none, component: x, below: 1, delay: 400ms }\n'));
+    s.write('outer', outer('', ''));
+    const running = execute(s);
+    await pollUntil(() => readSetting(s.store, 'mcp.timeout_ms'), (v) => JSON.stringify(v) === '{"svc":30000}');
+    writeSetting(s.store, 'mcp.timeout_ms', { svc: 500 }, 'cli:someone');
+    const run = await running;
+    expect(readSetting(s.store, 'mcp.timeout_ms')).toEqual({ svc: 500 });
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatch(/^steps\[0\] \(sub\) failed: inner>steps\[1\] .*; its rollback incomplete: restore mcp\.timeout_ms\[svc\] to null: .+; other changes rolled back$/);
+    expect(s.store.listAudit(50).find((a) => a.target === run.id && a.action === 'directive.finish')!.details).toMatchObject({ status: 'failed', error: run.error });
   });
 
   it('when the run is interrupted during it: it undoes and rolls back before the outer run does', async () => {
@@ -193,6 +216,7 @@ describe('a nested directive that fails leaves nothing of itself applied', () =>
     expect(readSetting(s.store, 'mcp.timeout_ms')).toEqual({});
     expect(trail(run)).toEqual([
       'steps inner>steps[0] ok',
+      'rollback inner>rollback[0] skipped',
       'finally inner>finally[0] ok',
       'steps steps[0] ok',
       'steps steps[1] failed',

@@ -13,6 +13,7 @@ import { packagedDir } from '../src/directives/service.js';
 import { validateDirective } from '../src/directives/validate.js';
 import { createMcpServer } from '../src/mcp/server.js';
 import { inProcessToolCaller } from '../src/mcp/tools/directives.js';
+import { capabilitiesWithToolFallback } from '../src/directives/registry.js';
 import { readSetting } from '../src/settings.js';
 import { Store } from '../src/store/store.js';
 import { directiveSetup, policy, type DirectiveSetup } from './helpers/directives.js';
@@ -186,6 +187,81 @@ steps:
     expect(errorsOf(good)).toEqual([]);
     const run = await s.engine.run({ directive: 'd', principal: 'cli:t', mode: 'execute', approve: true });
     expect(run.status).toBe('succeeded');
+  });
+});
+
+describe('plan: what detect, explain and forecast pass on to their tools', () => {
+  it('a duration or time the tool would refuse fails the plan, naming the step, not the execute', async () => {
+    const s = setup();
+    const tools = inProcessToolCaller(() => createMcpServer(s.store, null));
+    const engine = new DirectiveEngine({
+      store: s.store,
+      library: new DirectiveLibrary(s.directives),
+      scriptsDir: s.scripts,
+      policy: policy(),
+      tools,
+      capabilities: capabilitiesWithToolFallback({}, tools),
+    });
+    s.write(
+      'd',
+      `${head('d', '[read:metrics]')}inputs:\n  span: { type: string, default: 60m }\n  ahead: { type: string, default: 6h }\n  since: { type: string, default: -2h }\nsteps:
+  - name: find
+    action: detect
+    inputs: { lookback: "{{ inputs.span }}", at: "{{ inputs.since }}" }
+  - name: why
+    action: explain
+    inputs: { component: worker, start: "{{ inputs.since }}" }
+    continue_on_error: true
+  - name: ahead
+    action: forecast
+    inputs: { target: memory, horizon: "{{ inputs.ahead }}" }
+`,
+    );
+    const bad = await engine.run({ directive: 'd', inputs: { span: '60', ahead: '60d', since: 'yesterday' }, principal: 'cli:t' });
+    const notTime = 'timestamp "yesterday" is neither ISO 8601 nor an epoch number';
+    expect(errorsOf(bad)).toEqual([
+      `steps[0]: lookback: "60" has no unit; write it as 500ms, 90s, 15m, 2h or 7d; at: ${notTime}`,
+      `steps[1]: start: ${notTime}`,
+      'steps[2]: horizon: must be at most 720h',
+    ]);
+    expect(bad.next).toBe('fix the errors above before executing');
+    // execute is refused before any step runs
+    const refused = await engine.run({ directive: 'd', inputs: { span: '60', ahead: '60d', since: 'yesterday' }, principal: 'cli:t', mode: 'execute' });
+    expect(refused).toMatchObject({ status: 'failed', steps: [] });
+    // what the tools themselves say when called with them
+    const call = (name: string, args: Record<string, unknown>) => tools.call(name, args, new AbortController().signal);
+    expect(await call('detect_anomalies', { lookback: '60' })).toMatchObject({ isError: true, text: 'lookback: "60" has no unit; write it as 500ms, 90s, 15m, 2h or 7d' });
+    expect(await call('forecast_failure', { target: 'memory', horizon: '60d' })).toMatchObject({ isError: true, text: 'horizon: must be at most 720h' });
+
+    const good = await engine.run({ directive: 'd', principal: 'cli:t' });
+    expect(errorsOf(good)).toEqual([]);
+    // (on an empty store root-cause analysis finds nothing to explain: a failure of its own, not of its arguments)
+    const run = await engine.run({ directive: 'd', principal: 'cli:t', mode: 'execute' });
+    expect(run.steps.map((r) => (r as { outcome: string }).outcome)).toEqual(['ok', expect.any(String), 'ok']);
+    expect((run.steps as { error: string | null }[])[1]!.error ?? '').not.toMatch(/^analyze_root_cause: start:/);
+  });
+
+  it("query_metrics' narrowest bucket and forecast_failure's furthest horizon are checked as the tools check them", async () => {
+    const s = withTools();
+    s.write(
+      'd',
+      `${head('d', '[read:metrics]')}steps:
+  - tool: query_metrics
+    inputs: { name: kiwi.x, bucket: 500ms }
+  - tool: forecast_failure
+    inputs: { target: memory, horizon: 1000 }
+  - tool: forecast_failure
+    inputs: { target: memory, horizon: 31d }
+  - tool: query_metrics
+    inputs: { name: kiwi.x, bucket: 1s }
+  - tool: forecast_failure
+    inputs: { target: memory, horizon: 720 }
+`,
+    );
+    const plan = await s.engine.run({ directive: 'd', principal: 'cli:t' });
+    expect(errorsOf(plan)).toEqual(['steps[0]: bucket: must be at least 1s', 'steps[1]: horizon: must be at most 720 hours', 'steps[2]: horizon: must be at most 720h']);
+    const direct = await inProcessToolCaller(() => createMcpServer(s.store, null)).call('query_metrics', { name: 'kiwi.x', bucket: '500ms' }, new AbortController().signal);
+    expect(direct).toMatchObject({ isError: true, text: 'bucket: must be at least 1s' });
   });
 });
 

@@ -17,7 +17,7 @@ import { DirectiveExpressions, hasTemplate, type ExpressionContext } from './exp
 import type { DirectiveLibrary } from './library.js';
 import { formatDiagnostic } from './load.js';
 import { isAgent, type Policy } from './policy.js';
-import type { CapabilityRegistry, ToolCaller, ToolInfo } from './registry.js';
+import { CAPABILITY_TOOLS, isCapabilityName, type CapabilityRegistry, type ToolCaller, type ToolInfo } from './registry.js';
 import { FORBIDDEN_KEYS, type DirectiveDefinition, type Permission, type StepDefinition, type StepKind } from './schema.js';
 import { forbiddenKey, resolveScript, runScript } from './scripts.js';
 import {
@@ -195,6 +195,8 @@ class StepFailed extends Error {
   constructor(
     readonly path: string,
     message: string,
+    /** A nested directive in it failed and could not undo all it had applied (its rollback is incomplete). */
+    readonly leftApplied = false,
   ) {
     super(message);
   }
@@ -233,6 +235,11 @@ interface RunState {
   locks: Map<string, string>;
   /** Lock rows of nested directives that failed (and rolled back) in their last call: what each row closes with. */
   nestedFailures: Map<string, { status: RunStatus; error: string }>;
+  /**
+   * Failures the run went on after (continue_on_error) of steps whose nested directive could not
+   * undo all it had applied, as `path (name) failed: ...`: the run cannot end succeeded or rolled_back.
+   */
+  leftApplied: string[];
 }
 
 /** Audit details a log line repeats: what happened, never what a step read or wrote. */
@@ -785,6 +792,8 @@ export class DirectiveEngine {
           const problems = parsed === null ? actionInputProblems(needs.ref, inputs).map((p) => p.message) : parsed.success ? [] : parsed.error.issues.map(issueText);
           const wait = waitProblem(step, inputs, stepTimeoutMs(step));
           if (wait) problems.push(`${wait.field}: ${wait.message}`);
+          // detect, explain and forecast pass their inputs to a tool: what it would refuse (a lookback without a unit, a horizon too far) fails here
+          if (isCapabilityName(needs.ref)) problems.push(...this.toolArgumentProblems(CAPABILITY_TOOLS[needs.ref], inputs));
           if (problems.length) throw new Error(problems.join('; '));
           if (parsed?.success) entry.description = action.describe ? action.describe({ store: this.store, runs: this.runs, policy: this.policy }, parsed.data) : null;
         } else if (kind === 'script') {
@@ -921,6 +930,7 @@ export class DirectiveEngine {
       tools,
       locks,
       nestedFailures: new Map(),
+      leftApplied: [],
     };
     let failure: Error | null = null;
     try {
@@ -928,28 +938,46 @@ export class DirectiveEngine {
     } catch (err) {
       failure = err as Error;
     }
-    if (failure instanceof RunTakenOver) {
+    try {
+      return await this.finishRun(frame, state, failure);
+    } catch (err) {
+      if (!(err instanceof RunTakenOver)) throw err;
       // another process took it for abandoned and undid what it had recorded: leave the run to it
-      log.warn(`directive run ${run.id} (${run.directive}): ${failure.message}, which undid its recorded changes; stopped here`);
+      log.warn(`directive run ${run.id} (${run.directive}): ${err.message}, which undid its recorded changes; stopped here`);
       return this.runs.get(run.id)!;
     }
+  }
+
+  /**
+   * After the main steps: the undo and rollback when they failed, else the rollback steps recorded
+   * skipped; the finally steps; then the outcome. A run that leaves applied a change it could not
+   * undo (its own, or a nested directive's under continue_on_error) ends failed, never succeeded or
+   * rolled_back. Throws RunTakenOver, without running more steps, once another process took the run.
+   */
+  private async finishRun(frame: Frame, state: RunState, failure: Error | null): Promise<DirectiveRunRow> {
+    const { run, principal } = state;
+    if (failure instanceof RunTakenOver) throw failure;
     const cleanupErrors: string[] = [];
     if (failure) {
       cleanupErrors.push(...(await this.undoApplied(frame, state)));
       cleanupErrors.push(...(await this.executeSteps(frame, state, frame.directive.rollback ?? [], 'rollback', `${frame.prefix}rollback`, true)));
-    }
+    } else this.skipSteps(frame, state, 'rollback', [[frame.directive.rollback ?? [], `${frame.prefix}rollback`]]);
     const finallyErrors = await this.executeSteps(frame, state, frame.directive.finally ?? [], 'finally', `${frame.prefix}finally`, true);
 
     let status: RunStatus = 'succeeded';
-    let error: string | null = null;
+    const problems: string[] = [];
     if (failure) {
-      status = cleanupErrors.length ? 'failed' : 'rolled_back';
-      error = `${failure.message}${cleanupErrors.length ? `; rollback incomplete: ${cleanupErrors.join('; ')}` : '; changes rolled back'}`;
-    } else if (finallyErrors.length) {
+      const leftApplied = cleanupErrors.length > 0 || (failure instanceof StepFailed && failure.leftApplied) || state.leftApplied.length > 0;
+      status = leftApplied ? 'failed' : 'rolled_back';
+      // the failure names a nested directive's incomplete rollback itself; the rest is said here
+      const cleanup = cleanupErrors.length ? `rollback incomplete: ${cleanupErrors.join('; ')}` : leftApplied ? 'other changes rolled back' : 'changes rolled back';
+      problems.push(`${failure.message}; ${cleanup}`, ...state.leftApplied);
+    } else if (state.leftApplied.length || finallyErrors.length) {
       status = 'failed';
-      error = `finally: ${finallyErrors.join('; ')}`;
+      problems.push(...state.leftApplied);
+      if (finallyErrors.length) problems.push(`finally: ${finallyErrors.join('; ')}`);
     }
-    error = error === null ? null : (state.mask(error) as string);
+    const error = problems.length ? (state.mask(problems.join('; ')) as string) : null;
     // only now, after the undo, rollback and finally steps: they may change the nested directives' targets
     this.releaseNested(state, status, error);
     if (!this.runs.save(run.id, { status, steps: state.records, error, finished: true }, Date.now(), OWNER)) return this.runs.get(run.id)!;
@@ -962,15 +990,29 @@ export class DirectiveEngine {
     return this.runs.get(run.id)!;
   }
 
-  /** Runs steps in order. Main steps throw on the first failure; rollback/finally steps go on and return their errors. */
+  /**
+   * Runs steps in order. Main steps throw on the first failure, and the steps after it, never
+   * reached, are recorded skipped (a rollback or finally step reads them as it reads a step whose
+   * `if` was false); rollback/finally steps go on and return their errors. A takeover by another
+   * process stops any of them.
+   */
   private async executeSteps(frame: Frame, state: RunState, steps: readonly StepDefinition[], phase: Phase, base: string, keepGoing: boolean): Promise<string[]> {
     const errors: string[] = [];
     for (let i = 0; i < steps.length; i++) {
-      if (phase === 'steps') (frame.signal ?? state.interrupted).throwIfAborted();
+      try {
+        if (phase === 'steps') (frame.signal ?? state.interrupted).throwIfAborted();
+      } catch (err) {
+        this.skipSteps(frame, state, phase, [[steps, base, i]]);
+        throw err;
+      }
       try {
         await this.executeStep(frame, state, steps[i]!, `${base}[${i}]`, phase, keepGoing);
       } catch (err) {
-        if (!keepGoing) throw err;
+        if (err instanceof RunTakenOver) throw err;
+        if (!keepGoing) {
+          this.skipSteps(frame, state, phase, [[steps, base, i + 1]]);
+          throw err;
+        }
         errors.push((err as Error).message);
       }
     }
@@ -1005,13 +1047,18 @@ export class DirectiveEngine {
       this.saveProgress(state);
       return full;
     };
-    const fail = (message: string, partial: Partial<StepRecord> = {}): never => {
+    /** `leftApplied`: a nested directive in it could not undo all it had applied. */
+    const fail = (message: string, partial: Partial<StepRecord> = {}, leftApplied = false): never => {
       record({ ...partial, outcome: partial.outcome ?? 'failed', error: message });
       frame.context.steps[name] = { output: null, outcome: 'failed' };
       // a conditional that failed took neither branch
       if (step.conditional) this.skipSteps(frame, state, phase, [[step.conditional.then, `${path}.then`], [step.conditional.else ?? [], `${path}.else`]]);
-      if (step.continue_on_error && !keepGoing) return undefined as never;
-      throw new StepFailed(path, `${path} (${name}) failed: ${message}`);
+      const failure = `${path} (${name}) failed: ${message}`;
+      if (step.continue_on_error && !keepGoing) {
+        if (leftApplied) state.leftApplied.push(failure);
+        return undefined as never;
+      }
+      throw new StepFailed(path, failure, leftApplied);
     };
 
     if (++state.executed > MAX_STEPS_PER_RUN) return fail(`more than ${MAX_STEPS_PER_RUN} steps in one run`);
@@ -1084,6 +1131,7 @@ export class DirectiveEngine {
           result = await withTimeout(timeoutMs, (signal) => this.runOnce(frame, state, step, needs.ref, inputs, signal, timeoutMs), interrupted, kind === 'directive');
           break;
         } catch (err) {
+          if (err instanceof RunTakenOver) throw err;
           lastError = err as Error;
           if (err instanceof StepFailed) break; // a nested directive already rolled its own way; don't retry it blindly
           if (phase === 'steps' && (frame.signal ?? state.interrupted).aborted) break;
@@ -1092,7 +1140,8 @@ export class DirectiveEngine {
       }
       const itemIndex = step.foreach !== undefined ? index : null;
       if (!result) {
-        return fail(lastError?.message ?? 'failed', { ref: needs.ref, inputs, attempts, item_index: itemIndex, duration_ms: Date.now() - itemStarted });
+        const leftApplied = lastError instanceof StepFailed && lastError.leftApplied;
+        return fail(lastError?.message ?? 'failed', { ref: needs.ref, inputs, attempts, item_index: itemIndex, duration_ms: Date.now() - itemStarted }, leftApplied);
       }
       if (result.undo && phase === 'steps') {
         state.applied.push(result.undo);
@@ -1120,14 +1169,17 @@ export class DirectiveEngine {
   }
 
   /**
-   * Records the steps of a conditional's branch not taken (and of the conditionals in it) as
-   * skipped, as a step whose `if` is false is: a later step reads its outcome as 'skipped' and its
-   * output as null, where it would otherwise find no such step.
+   * Records steps that do not run as skipped, as a step whose `if` is false is: those of a
+   * conditional's branch not taken (and of the conditionals in it), the main steps after the one
+   * that stopped the run (from `from` on), the rollback steps of a run that did not fail. A later
+   * step reads its outcome as 'skipped' and its output as null, where it would otherwise find no such step.
    */
-  private skipSteps(frame: Frame, state: RunState, phase: Phase, branches: [readonly StepDefinition[], string][]): void {
+  private skipSteps(frame: Frame, state: RunState, phase: Phase, branches: [readonly StepDefinition[], string, from?: number][]): void {
+    if (branches.every(([steps, , from = 0]) => steps.length <= from)) return;
     const now = new Date().toISOString();
-    const skip = (steps: readonly StepDefinition[], base: string): void =>
+    const skip = (steps: readonly StepDefinition[], base: string, from = 0): void =>
       steps.forEach((step, i) => {
+        if (i < from) return;
         const path = `${base}[${i}]`;
         const name = step.name ?? autoName(path);
         const ref = step.conditional ? 'conditional' : (step.action ?? step.script ?? step.tool ?? step.directive ?? '');
@@ -1138,7 +1190,7 @@ export class DirectiveEngine {
           skip(step.conditional.else ?? [], `${path}.else`);
         }
       });
-    for (const [steps, base] of branches) skip(steps, base);
+    for (const [steps, base, from] of branches) skip(steps, base, from);
     this.saveProgress(state);
   }
 
@@ -1185,19 +1237,31 @@ export class DirectiveEngine {
     const parentMask = state.mask;
     state.mask = (v) => childMask(parentMask(v));
     const outerChanges = state.applied.length; // those below are the outer run's
+    const leftBefore = state.leftApplied.length;
+    let takenOver = false;
     try {
-      await this.executeSteps(childFrame, state, child.steps, 'steps', `${childFrame.prefix}steps`, false);
-      state.nestedFailures.delete(lock);
+      try {
+        await this.executeSteps(childFrame, state, child.steps, 'steps', `${childFrame.prefix}steps`, false);
+        this.skipSteps(childFrame, state, 'rollback', [[child.rollback ?? [], `${childFrame.prefix}rollback`]]);
+        state.nestedFailures.delete(lock);
+      } catch (err) {
+        if (err instanceof RunTakenOver) throw err;
+        const cleanupErrors = await this.undoApplied(childFrame, state, outerChanges);
+        cleanupErrors.push(...(await this.executeSteps(childFrame, state, child.rollback ?? [], 'rollback', `${childFrame.prefix}rollback`, true)));
+        const failure = (err as Error).message;
+        const incomplete = cleanupErrors.length ? `rollback incomplete: ${cleanupErrors.join('; ')}` : null;
+        // what a step of it failed to undo, or one of its nested directives, stays applied too
+        const leftApplied = incomplete !== null || (err instanceof StepFailed && err.leftApplied) || state.leftApplied.length > leftBefore;
+        const rolledBack = leftApplied ? 'other changes rolled back' : 'changes rolled back';
+        state.nestedFailures.set(lock, { status: leftApplied ? 'failed' : 'rolled_back', error: state.mask(`${failure}; ${incomplete ?? rolledBack}`) as string });
+        throw new StepFailed(childFrame.prefix, state.mask(`${failure}; its ${incomplete ?? rolledBack}`) as string, leftApplied);
+      }
     } catch (err) {
-      if (err instanceof RunTakenOver) throw err;
-      const cleanupErrors = await this.undoApplied(childFrame, state, outerChanges);
-      cleanupErrors.push(...(await this.executeSteps(childFrame, state, child.rollback ?? [], 'rollback', `${childFrame.prefix}rollback`, true)));
-      const failure = (err as Error).message;
-      const incomplete = cleanupErrors.length ? `rollback incomplete: ${cleanupErrors.join('; ')}` : null;
-      state.nestedFailures.set(lock, { status: incomplete ? 'failed' : 'rolled_back', error: state.mask(`${failure}; ${incomplete ?? 'changes rolled back'}`) as string });
-      throw new StepFailed(childFrame.prefix, state.mask(`${failure}; ${incomplete ? `its ${incomplete}` : 'its changes rolled back'}`) as string);
+      // its steps, rollback and finally are no longer this process's to run: the new owner undid what the run recorded
+      takenOver = err instanceof RunTakenOver;
+      throw err;
     } finally {
-      await this.executeSteps(childFrame, state, child.finally ?? [], 'finally', `${childFrame.prefix}finally`, true);
+      if (!takenOver) await this.executeSteps(childFrame, state, child.finally ?? [], 'finally', `${childFrame.prefix}finally`, true);
       state.mask = parentMask;
     }
     const outputs: Record<string, unknown> = {};

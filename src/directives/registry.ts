@@ -10,6 +10,10 @@ export type Capability = (input: Record<string, unknown>, signal: AbortSignal) =
 export const CAPABILITY_NAMES = ['detect', 'explain', 'forecast'] as const;
 export type CapabilityName = (typeof CAPABILITY_NAMES)[number];
 
+export function isCapabilityName(name: string): name is CapabilityName {
+  return (CAPABILITY_NAMES as readonly string[]).includes(name);
+}
+
 /**
  * `detect` (input e.g. `{ lookback, component, types }` → `{ anomalies: [...] }`), `explain`
  * (`{ anomaly_id }` → `{ causes: [...], narrative }`), `forecast` (`{ component, metric, horizon }`

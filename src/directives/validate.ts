@@ -14,7 +14,7 @@ import { parseDurationText } from './duration.js';
 import { DirectiveExpressions, hasTemplate, type ExpressionScope } from './expressions.js';
 import { allSteps, type DirectiveLibrary, type StepVisit } from './library.js';
 import { formatDiagnostic, formatYamlPath, type Diagnostic, type LoadedDirective, type PartialDirective, type YamlPath } from './load.js';
-import { CAPABILITY_NAMES, CAPABILITY_TOOLS, REFUSED_TOOLS, type CapabilityName, type ToolInfo } from './registry.js';
+import { CAPABILITY_TOOLS, isCapabilityName, REFUSED_TOOLS, type ToolInfo } from './registry.js';
 import type { DirectiveDefinition, InputSpec, Permission, StepDefinition, StepKind } from './schema.js';
 import { resolveScript, ScriptRefError } from './scripts.js';
 
@@ -446,7 +446,3 @@ export function inputValueProblem(spec: InputSpec, value: unknown): string | nul
 }
 
 export type { DirectiveDefinition };
-
-function isCapabilityName(action: string): action is CapabilityName {
-  return (CAPABILITY_NAMES as readonly string[]).includes(action);
-}

@@ -6,10 +6,9 @@ import { DEFAULT_HORIZON_HOURS, FORECAST_LIMITS, forecastFailure, MEMORY_METRIC,
 import { FORECAST_TARGETS, type Forecast, type ForecastTarget } from '../../forecast/types.js';
 import type { Store } from '../../store/store.js';
 import { SELF_METRICS } from '../../ingest/self.js';
-import { parseDuration } from '../../time.js';
 import { suggestionText } from '../../remedies.js';
 import { suggestedActionShape } from '../format.js';
-import { durationInput } from '../arguments.js';
+import { boundedDuration, readDuration, type DurationBounds } from '../arguments.js';
 
 const estimate = z.object({ estimate: z.number(), lower: z.number().nullable(), upper: z.number().nullable() });
 
@@ -97,11 +96,14 @@ function targetForMetric(metric: string): ForecastTarget {
   );
 }
 
+/** The furthest horizon the forecasting service takes, as a duration argument's bounds. */
+const HORIZON_BOUNDS: DurationBounds = { max: `${FORECAST_LIMITS.maxHorizonHours}h` };
+
 function horizonHours(value: string | number | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value === 'number') return value;
   try {
-    return parseDuration(value) / 3_600_000;
+    return readDuration(value, HORIZON_BOUNDS) / 3_600_000;
   } catch (err) {
     throw new Error(`horizon: ${(err as Error).message}`);
   }
@@ -138,7 +140,9 @@ export function registerForecastTools(server: McpServer, store: Store): void {
         target: z.enum([...FORECAST_TARGETS, 'all']).default('all'),
         component: z.string().min(1).optional().describe('e.g. worker, mcp-github; default every component with the data'),
         horizon: z
-          .union([durationInput, z.number().positive()], { error: 'expected a duration such as 6h, 90m, 2d, or a positive number of hours' })
+          .union([boundedDuration(HORIZON_BOUNDS), z.number().positive().max(FORECAST_LIMITS.maxHorizonHours, { error: `must be at most ${FORECAST_LIMITS.maxHorizonHours} hours` })], {
+            error: 'expected a duration such as 6h, 90m, 2d, or a positive number of hours',
+          })
           .optional()
           .describe('how far ahead: a duration such as 6h, 90m, 2d, or a number of hours'),
         metric: z.string().optional().describe(`instead of target: the metric to forecast, e.g. ${MEMORY_METRIC}`),

@@ -6,9 +6,12 @@ import { formatIngestError, formatWritten, ingestText, ingestValues, type Ingest
 import { EVENT_LEVELS } from '../../ingest/records.js';
 import { queryMetrics } from '../../query/metrics.js';
 import type { Store } from '../../store/store.js';
-import { formatDuration, iso, parseDuration, parseTimeInput } from '../../time.js';
-import { ArgumentsError, durationInput, timeInput } from '../arguments.js';
+import { formatDuration, iso, parseTimeInput } from '../../time.js';
+import { ArgumentsError, boundedDuration, readDuration, timeInput, type DurationBounds } from '../arguments.js';
 import { answer, boundedAttrs, formatBytes, labelText, round, truncate } from '../format.js';
+
+/** The narrowest bucket query_metrics takes (a directive's plan checks it too, through argumentProblems). */
+const BUCKET_BOUNDS: DurationBounds = { min: '1s' };
 
 const LIMITS = {
   ingestRecords: 10_000,
@@ -185,7 +188,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         labels: z.record(z.string(), z.string()).optional(),
         from: timeInput.default('-1h'),
         to: timeInput.default('now'),
-        bucket: durationInput.optional().describe('Bucket width such as 10s, 1m, 5m, 1h; default: about 60 buckets over the range'),
+        bucket: boundedDuration(BUCKET_BOUNDS).optional().describe('Bucket width such as 10s, 1m, 5m, 1h; default: about 60 buckets over the range'),
         max_series: z.number().int().min(1).max(LIMITS.querySeries).default(10),
         max_buckets: z.number().int().min(1).max(LIMITS.queryBuckets).default(120),
       },
@@ -221,11 +224,10 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
       let bucketMs: number | undefined;
       if (args.bucket !== undefined) {
         try {
-          bucketMs = parseDuration(args.bucket);
+          bucketMs = readDuration(args.bucket, BUCKET_BOUNDS);
         } catch (err) {
           throw new Error(`bucket: ${(err as Error).message}`);
         }
-        if (bucketMs < 1000) throw new Error('bucket: must be at least 1s');
       }
       const result = queryMetrics(store, {
         name: args.name,
