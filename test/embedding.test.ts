@@ -48,7 +48,7 @@ const BASE = Math.floor((Date.now() - 5 * MINUTE) / MINUTE) * MINUTE;
 const RECORDS = [
   { type: 'metric', ts: BASE, name: 'process.memory.usage', component: 'api', value: 1000 },
   { type: 'metric', ts: BASE + 1000, name: 'process.memory.usage', component: 'api', value: 1500 },
-  { type: 'metric', ts: BASE, name: 'http.server.request.duration', component: 'api', value: 0.2, labels: { route: '/x', code: 200 } },
+  { type: 'metric', ts: BASE, name: 'http.server.request.duration', component: 'api', value: 0.2, labels: { route: '/x', code: 200 }, unit: 's' },
   { type: 'event', ts: BASE, kind: 'deploy', component: 'api', message: 'v2 rolled out' },
   { type: 'metric', ts: BASE, name: 'no.value', component: 'api' },
 ];
@@ -85,6 +85,7 @@ describe('createKiwi (embedding)', () => {
           name: 'http.server.request.duration',
           component: 'api',
           labels: { code: '200', route: '/x' },
+          unit: 's',
           first: new Date(BASE).toISOString(),
           last: new Date(BASE).toISOString(),
           last_value: 0.2,
@@ -96,7 +97,7 @@ describe('createKiwi (embedding)', () => {
       total: 2,
       offset: 1,
       next_offset: null,
-      series: [{ name: 'process.memory.usage', labels: {}, first: new Date(BASE).toISOString(), last: new Date(BASE + 1000).toISOString(), last_value: 1500 }],
+      series: [{ name: 'process.memory.usage', labels: {}, unit: null, first: new Date(BASE).toISOString(), last: new Date(BASE + 1000).toISOString(), last_value: 1500 }],
     });
 
     // Arguments that fail the input schema: an error result naming the field.

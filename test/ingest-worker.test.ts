@@ -21,7 +21,11 @@ describe('file ingest on a worker thread', () => {
       if (i % 997 === 0) lines.push(`broken line ${i}`);
       else if (i % 10 === 0) lines.push(JSON.stringify({ type: 'event', ts: 1_700_000_000_000 + i, kind: 'log', component: `c${i % 3}`, message: `m${i}` }));
       else if (i % 10 === 1) lines.push(JSON.stringify({ type: 'span', trace_id: `t${i}`, span_id: 's', name: 'n', component: 'c1', start: 1_700_000_000_000 + i, duration_ms: i }));
-      else lines.push(JSON.stringify({ type: 'metric', ts: 1_700_000_000_000 + i, name: `m${i % 4}`, value: i, component: `c${i % 3}`, labels: i % 2 ? { k: 'v' } : {} }));
+      else {
+        // m1 always in bytes, m2 in ms and then (in a later batch) in s, m0 and m3 without a unit
+        const unit = i % 4 === 1 ? 'By' : i % 4 === 2 ? (i < 2500 ? 'ms' : 's') : undefined;
+        lines.push(JSON.stringify({ type: 'metric', ts: 1_700_000_000_000 + i, name: `m${i % 4}`, value: i, component: `c${i % 3}`, labels: i % 2 ? { k: 'v' } : {}, unit }));
+      }
     }
     writeFileSync(file, lines.join('\n'));
 
@@ -40,6 +44,8 @@ describe('file ingest on a worker thread', () => {
     expect(onWorker.summary).toMatchObject({ accepted: 4994, rejected: 6, written: { metrics: 3996, events: 499, spans: 499 } });
     expect(onWorker.summary.errors.map((e) => e.line)).toEqual([1, 998, 1995, 2992, 3989, 4986]);
     expect(onWorker).toEqual(inThread);
+    const units = new Map(onWorker.series.map((s) => [s.name, s.unit]));
+    expect(Object.fromEntries(units)).toEqual({ m0: null, m1: 'By', m2: 's', m3: null });
   });
 
   it('reports an unreadable file instead of starting a worker', async () => {

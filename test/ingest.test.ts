@@ -201,3 +201,67 @@ describe('files and values', () => {
     store.close();
   });
 });
+
+describe('units', () => {
+  const line = (ts: number, name: string, unit?: unknown) =>
+    JSON.stringify({ type: 'metric', ts: 1_700_000_000 + ts, name, value: ts, component: 'api', ...(unit === undefined ? {} : { unit }) });
+
+  it('stores the unit of a file\'s metric lines, the last one sent winning, across batches and in strict mode', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'units.jsonl');
+    writeFileSync(
+      file,
+      [
+        line(0, 'latency', 'ms'),
+        line(1, 'latency'),
+        line(2, 'memory', 'By'),
+        line(3, 'latency', 'ms'),
+        line(4, 'plain'),
+        line(5, 'latency', 's'),
+        line(6, 'memory', ''),
+        line(7, 'latency'),
+      ].join('\n'),
+    );
+    for (const options of [{ batchSize: 2 }, { batchSize: 20_000 }, { strict: true, batchSize: 3 }]) {
+      const store = openStore();
+      const summary = await ingestFile(store, file, options);
+      expect(summary, JSON.stringify(options)).toMatchObject({ accepted: 8, rejected: 0, written: { metrics: 8 } });
+      expect(store.findSeries({}).series.map((s) => [s.name, s.unit])).toEqual([
+        ['latency', 's'],
+        ['memory', 'By'],
+        ['plain', null],
+      ]);
+      store.close();
+    }
+  });
+
+  it('refuses a bad unit with the source, line and field, and keeps the other lines', () => {
+    const store = openStore();
+    const text = [line(0, 'm', 'ms'), line(1, 'm', 'per cent'), line(2, 'm', ['ms']), line(3, 'm', 'x'.repeat(64)), line(4, 'm', 'µs')].join('\n');
+    const summary = ingestText(store, text, 'units.jsonl');
+    expect(summary).toMatchObject({ accepted: 1, rejected: 4 });
+    expect(summary.errors.map(formatIngestError)).toEqual([
+      'units.jsonl:2: unit: must be printable ASCII without spaces, a UCUM unit such as ms, s, By, 1 or {request}',
+      'units.jsonl:3: unit: must be a string such as "ms", "By" or "{request}"',
+      'units.jsonl:4: unit: must be at most 63 characters',
+      'units.jsonl:5: unit: must be printable ASCII without spaces, a UCUM unit such as ms, s, By, 1 or {request}',
+    ]);
+    expect(store.findSeries({}).series).toMatchObject([{ name: 'm', unit: 'ms' }]);
+    store.close();
+  });
+
+  it('takes a unit from records given as values (the ingest_telemetry tool)', () => {
+    const store = openStore();
+    const summary = ingestValues(store, [JSON.parse(line(0, 'm', '{request}')) as unknown, JSON.parse(line(1, 'm', 7)) as unknown], 'records');
+    expect(summary.errors.map(formatIngestError)).toEqual(['records:2: unit: must be a string such as "ms", "By" or "{request}"']);
+    expect(store.findSeries({}).series).toMatchObject([{ name: 'm', unit: '{request}' }]);
+    store.close();
+  });
+
+  it('leaves CSV as it was: a unit column is a label like any other extra column', () => {
+    const store = openStore();
+    ingestText(store, 'timestamp,component,metric,value,unit\n1700000000,api,latency,12,ms\n', 'latency.csv');
+    expect(store.findSeries({}).series).toMatchObject([{ name: 'latency', labels: { unit: 'ms' }, unit: null }]);
+    store.close();
+  });
+});

@@ -22,13 +22,14 @@ import { InMemoryLogRecordExporter, LoggerProvider, SimpleLogRecordProcessor } f
 import { AggregationType, InstrumentType, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import Database from 'better-sqlite3';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeRequestFromJson } from '../src/ingest/otlp/proto.js';
 import { Store } from '../src/store/store.js';
-import { killedAfterEachTest, startListening } from './helpers/cli.js';
+import { CLI, killedAfterEachTest, startListening } from './helpers/cli.js';
 import { useTempDir } from './helpers/tmp.js';
 
 const tempDir = useTempDir('kiwi-otlp-e2e-');
@@ -302,6 +303,56 @@ describe('kiwi otlp, fed by the OpenTelemetry JS SDK exporters', () => {
       expect(median).toBeGreaterThanOrEqual(2);
       expect(median).toBeLessThanOrEqual(3);
     });
+  });
+
+  it('keeps each metric\'s unit, which list_series and query_metrics then show to an MCP client over stdio', async () => {
+    const db = join(tempDir(), 'kiwi.db');
+    const served = await otlp(db);
+    const reader = new PeriodicExportingMetricReader({ exporter: new ProtoMetricExporter({ url: `${served.base}/v1/metrics` }), exportIntervalMillis: 3_600_000, exportTimeoutMillis: 10_000 });
+    const provider = new MeterProvider({ resource: resourceFromAttributes({ 'service.name': 'shop' }), readers: [reader] });
+    const meter = provider.getMeter('shop');
+    meter.createCounter('http.server.requests', { unit: '{request}' }).add(4);
+    const duration = meter.createHistogram('http.server.request.duration', { unit: 'ms' });
+    for (const v of [12, 30, 45]) duration.record(v);
+    meter.createObservableGauge('process.memory.usage', { unit: 'By' }).addCallback((r) => r.observe(52_428_800));
+    meter.createUpDownCounter('queue.depth').add(2);
+    await new Promise((resolve) => setTimeout(resolve, 3)); // a first interval with a length, so the counter has a rate
+    await provider.forceFlush();
+    await provider.shutdown();
+
+    // kiwi otlp keeps running: the MCP server shares its store file
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI, 'serve', '--db', db, '--no-self-telemetry'],
+      env: { ...(process.env as Record<string, string>), KIWI_LOG_LEVEL: 'error' },
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: 'otlp-units-e2e', version: '0' });
+    await client.connect(transport);
+    try {
+      const listed = await client.callTool({ name: 'list_series', arguments: { component: 'shop' } });
+      expect(listed.isError).toBeFalsy();
+      const series = (listed.structuredContent as { series: { name: string; unit: string | null; last_value: number | null }[] }).series;
+      expect(Object.fromEntries(series.map((s) => [s.name, s.unit]))).toMatchObject({
+        'http.server.requests': '{request}',
+        'http.server.requests.rate': '{request}/s',
+        'http.server.request.duration.count': '1',
+        'http.server.request.duration.sum': 'ms',
+        'http.server.request.duration.p50': 'ms',
+        'http.server.request.duration.max': 'ms',
+        'process.memory.usage': 'By',
+        'queue.depth': null,
+      });
+      expect((listed.content as { text: string }[])[0]!.text).toContain('process.memory.usage{shop} last=52428800 By');
+
+      const queried = await client.callTool({ name: 'query_metrics', arguments: { name: 'http.server.request.duration.max', component: 'shop' } });
+      expect(queried.isError).toBeFalsy();
+      const result = queried.structuredContent as { series: { unit: string | null; buckets: { max: number }[] }[] };
+      expect(result.series).toMatchObject([{ unit: 'ms', buckets: [{ max: 45 }] }]);
+      expect((queried.content as { text: string }[])[0]!.text).toContain('http.server.request.duration.max{shop} (ms)');
+    } finally {
+      await client.close();
+    }
   });
 
   it('stores log records from the protobuf and JSON exporters as events, with trace context', async () => {

@@ -323,6 +323,62 @@ describe.each<Format>(['json', 'protobuf'])('OTLP metrics mapping (%s)', (format
     expect(v('rpc.latency.count', 'legacy')).toEqual([100]);
   });
 
+  it('stores each series with its unit: the metric\'s own, per second for a rate, 1 for a count; none when missing or not a unit', () => {
+    const { store, receiver } = setup();
+    const start = ns(BASE - MINUTE);
+    const outcome = send(
+      receiver,
+      'metrics',
+      metricsRequest('api', [
+        { name: 'process.memory.usage', unit: 'By', gauge: { dataPoints: [{ timeUnixNano: ns(BASE), asInt: '100' }] } },
+        {
+          name: 'http.server.requests',
+          unit: '{request}',
+          sum: { aggregationTemporality: 2, isMonotonic: true, dataPoints: [{ startTimeUnixNano: start, timeUnixNano: ns(BASE), asInt: '12' }] },
+        },
+        {
+          name: 'http.server.request.duration',
+          unit: 'ms',
+          histogram: {
+            aggregationTemporality: 1,
+            dataPoints: [{ startTimeUnixNano: start, timeUnixNano: ns(BASE), count: '3', sum: 60, min: 10, max: 30, bucketCounts: ['1', '2'], explicitBounds: [15] }],
+          },
+        },
+        {
+          name: 'rpc.latency',
+          unit: 's',
+          summary: { dataPoints: [{ startTimeUnixNano: start, timeUnixNano: ns(BASE), count: '4', sum: 2, quantileValues: [{ quantile: 0.5, value: 0.4 }] }] },
+        },
+        { name: 'queue.depth', gauge: { dataPoints: [{ timeUnixNano: ns(BASE), asInt: '3' }] } },
+        { name: 'odd.unit', unit: 'milli seconds', gauge: { dataPoints: [{ timeUnixNano: ns(BASE), asInt: '4' }] } },
+      ]),
+      format,
+    );
+    expect(outcome).toMatchObject({ accepted: 6, rejected: 0 });
+    const units = Object.fromEntries(store.findSeries({ component: 'api' }).series.map((s) => [s.name, s.unit]));
+    expect(units).toEqual({
+      'process.memory.usage': 'By',
+      'http.server.requests': '{request}',
+      'http.server.requests.rate': '{request}/s',
+      'http.server.request.duration.count': '1',
+      'http.server.request.duration.sum': 'ms',
+      'http.server.request.duration.p50': 'ms',
+      'http.server.request.duration.p95': 'ms',
+      'http.server.request.duration.p99': 'ms',
+      'http.server.request.duration.min': 'ms',
+      'http.server.request.duration.max': 'ms',
+      'rpc.latency.p50': 's',
+      'rpc.latency.count': '1',
+      'rpc.latency.sum': 's',
+      'queue.depth': null,
+      'odd.unit': null,
+    });
+    // a later export in another unit changes the series' unit; one without a unit leaves it
+    send(receiver, 'metrics', metricsRequest('api', [{ name: 'process.memory.usage', unit: 'MiBy', gauge: { dataPoints: [{ timeUnixNano: ns(BASE + 1000), asInt: '1' }] } }]), format);
+    send(receiver, 'metrics', metricsRequest('api', [{ name: 'process.memory.usage', gauge: { dataPoints: [{ timeUnixNano: ns(BASE + 2000), asInt: '1' }] } }]), format);
+    expect(store.findSeries({ name: 'process.memory.usage' }).series).toMatchObject([{ unit: 'MiBy' }]);
+  });
+
   it('stores the good data points of a request and rejects the bad ones, saying which and why', () => {
     const { store, receiver } = setup();
     const outcome = send(

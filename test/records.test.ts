@@ -53,6 +53,15 @@ describe('normaliseRecord', () => {
     ).toMatchObject({ parent_id: null, status: 'unset', start: 1_700_000_000_000 });
   });
 
+  it('keeps a metric\'s UCUM unit, and reads an empty one as none', () => {
+    const base = { type: 'metric', ts: 1_700_000_000, name: 'm', value: 2, component: 'c' };
+    for (const unit of ['ms', 's', 'By', '1', '{request}', 'By/s', '%']) {
+      expect(normaliseRecord({ ...base, unit })).toEqual({ ...base, ts: 1_700_000_000_000, labels: {}, unit });
+    }
+    expect(normaliseRecord({ ...base, unit: '' })).toEqual({ ...base, ts: 1_700_000_000_000, labels: {} });
+    expect(normaliseRecord({ ...base, unit: '' })).not.toHaveProperty('unit');
+  });
+
   it.each([
     [null, /JSON object/],
     [[1], /JSON object/],
@@ -63,7 +72,11 @@ describe('normaliseRecord', () => {
     [{ type: 'metric', ts: 1_700_000_000, name: '', value: 3, component: 'c' }, /name/],
     [{ type: 'metric', ts: 'soon', name: 'm', value: 3, component: 'c' }, /^ts: /],
     [{ type: 'metric', ts: 1_700_000_000, name: 'm', value: 3, component: 'c', labels: { a: { b: 1 } } }, /labels\.a/],
-    [{ type: 'metric', ts: 1_700_000_000, name: 'm', value: 3, component: 'c', unit: 'By' }, /Unrecognized key/],
+    [{ type: 'metric', ts: 1_700_000_000, name: 'm', value: 3, component: 'c', units: 'By' }, /Unrecognized key/],
+    [{ type: 'metric', ts: 1_700_000_000, name: 'm', value: 3, component: 'c', unit: 5 }, /^unit: must be a string/],
+    [{ type: 'metric', ts: 1_700_000_000, name: 'm', value: 3, component: 'c', unit: 'milli seconds' }, /^unit: must be printable ASCII without spaces/],
+    [{ type: 'metric', ts: 1_700_000_000, name: 'm', value: 3, component: 'c', unit: 'µs' }, /^unit: must be printable ASCII/],
+    [{ type: 'metric', ts: 1_700_000_000, name: 'm', value: 3, component: 'c', unit: 'x'.repeat(64) }, /^unit: must be at most 63 characters/],
     [{ type: 'event', ts: 1_700_000_000, kind: 'Not A Kind', component: 'c', message: 'x' }, /kind/],
     [{ type: 'event', ts: 1_700_000_000, kind: 'log', component: 'c', message: 'x', level: 'loud' }, /level/],
     [{ type: 'span', trace_id: 't', span_id: 's', name: 'n', component: 'c', start: 1_700_000_000, duration_ms: -1 }, /duration_ms/],
@@ -94,6 +107,15 @@ describe('normaliseRecord', () => {
       { ...base, ts: -1 },
       { ...base, ts: null },
       { ...base, extra: 1 },
+      { ...base, unit: 'ms' },
+      { ...base, unit: '{request}/s' },
+      { ...base, unit: '' },
+      { ...base, unit: 'a b' },
+      { ...base, unit: 'é' },
+      { ...base, unit: 'x'.repeat(63) },
+      { ...base, unit: 'x'.repeat(64) },
+      { ...base, unit: null },
+      { ...base, unit: 1 },
     ];
     for (const raw of variants) {
       const schemaAccepts = metricInput.safeParse(raw).success;
@@ -119,7 +141,10 @@ describe('normaliseRecord', () => {
       if (tsValid) {
         const labels = (raw.labels ?? {}) as Record<string, unknown>;
         const expectedLabels = Object.fromEntries(Object.keys(labels).sort().map((k) => [k, String(labels[k])]));
-        expect(fastResult).toEqual({ ...raw, ts: parseTimestamp((raw as { ts: unknown }).ts), labels: expectedLabels });
+        const { unit, ...rest } = raw;
+        const expected: Record<string, unknown> = { ...rest, ts: parseTimestamp((raw as { ts: unknown }).ts), labels: expectedLabels };
+        if (unit) expected.unit = unit;
+        expect(fastResult).toEqual(expected);
       }
     }
   });

@@ -359,7 +359,7 @@ export function rateSignal(
     direction: z >= 0 ? 'up' : 'down',
     baseline: totals.baselineRate,
     current: totals.windowRate,
-    unit: '%',
+    unit: '1', // a share of 0..1 (UCUM's % would be 0..100)
     onset: rateOnset(grid, spec.hits, spec.trials, hits.baseline, trials.baseline),
     detail: spec.detail(totals),
     grid: share,

@@ -50,7 +50,8 @@ export function metricSignals(
         ? s.id === symptom.series_id
         : symptom.metric === s.name && (symptom.component === null || symptom.component === s.component);
     const name = labelled(s.name, s.labels);
-    const unit = unitOf(s.name);
+    // the unit its points were sent with; a guess from the name only for a series sent without one
+    const unit = s.unit ?? unitOf(s.name);
 
     if (baseline.length < MIN_BASELINE_POINTS || window.values.length === 0) {
       const presence = presenceSignal(s, name, unit, baseline.length, window, baselineMs, windowMs, symptom);

@@ -47,7 +47,10 @@ export function countShift(baseline: ArrayLike<number>, window: ArrayLike<number
   return windowShift(baseline, window, { onsetZ: MOVED_Z, floor: { absolute: Math.sqrt(Math.max(1, mean)) } });
 }
 
-/** The unit of a metric from its name, where the conventions say it (docs/TELEMETRY.md). */
+/**
+ * The unit of a metric guessed from its name, where the conventions say it (docs/TELEMETRY.md):
+ * for a series stored without a unit only.
+ */
 export function unitOf(name: string): string | null {
   if (/memory|bytes|\.size$/.test(name)) return 'By';
   if (/duration|delay|latency|\blat_/.test(name)) return 's';
@@ -55,13 +58,16 @@ export function unitOf(name: string): string | null {
   return null;
 }
 
+/**
+ * A value in its UCUM unit, for reading: bytes scaled (`1.5 MiB`), `%` after the number, nothing
+ * for a dimensionless `1`, an annotation without its braces (`{request}/s` reads `request/s`).
+ */
 export function formatValue(value: number | null, unit: string | null): string {
   if (value === null || !Number.isFinite(value)) return '-';
   if (unit === 'By') return formatBytes(value);
-  if (unit === 'ms') return `${round3(value)} ms`;
-  if (unit === 's') return `${round3(value)} s`;
-  if (unit === '%') return `${round3(value * 100)}%`;
-  return String(round3(value));
+  if (unit === '%') return `${round3(value)}%`;
+  if (unit === null || unit === '' || unit === '1') return String(round3(value));
+  return `${round3(value)} ${unit.replace(/[{}]/g, '')}`;
 }
 
 export function round3(value: number): number {

@@ -32,6 +32,8 @@ export interface ParsedBatch {
   records: (EventRecord | SpanRecord)[];
   /** [component, first ts, last ts] seen in this batch. */
   components: [string, number, number][];
+  /** [series key index, unit]: a unit this batch sends for a series, where it differs from the last one sent for it. */
+  units: [number, string][];
   accepted: number;
   rejected: number;
   errors: IngestError[];
@@ -103,6 +105,8 @@ export class LineParser {
   /** Where a CSV header that could not be read was: the rows under it are refused with a pointer to it. */
   private csvHeaderFailedAt: number | null = null;
   private readonly keyIndexes = new Map<string, number>();
+  /** Per series key index: the last unit a record sent for it (so a unit repeated on every line is passed on once). */
+  private readonly keyUnits: (string | undefined)[] = [];
   private errorsKept = 0;
   private current = this.emptyBatch();
   private keyIndex: Int32Array<ArrayBuffer>;
@@ -218,6 +222,10 @@ export class LineParser {
         this.keyIndexes.set(key, index);
         batch.newKeys.push({ name: record.name, component: record.component, labels: record.labels });
       }
+      if (record.unit !== undefined && this.keyUnits[index] !== record.unit) {
+        this.keyUnits[index] = record.unit;
+        batch.units.push([index, record.unit]);
+      }
       this.keyIndex[this.points] = index;
       this.ts[this.points] = record.ts;
       this.values[this.points] = record.value;
@@ -274,6 +282,7 @@ export class LineParser {
       values: new Float64Array(0),
       records: [],
       components: [],
+      units: [],
       accepted: 0,
       rejected: 0,
       errors: [],

@@ -35,6 +35,8 @@ export interface MetricRecord {
   value: number;
   component: string;
   labels: Labels;
+  /** The series' unit (UCUM: `ms`, `s`, `By`, `1`, `{request}`); absent when none was sent. */
+  unit?: string;
 }
 
 export interface EventRecord {
@@ -174,6 +176,29 @@ const labelValue = z.union([z.string().max(MAX_NAME), z.number(), z.boolean()]);
 const labels = z.record(z.string().min(1).max(MAX_NAME), labelValue);
 const attrs = z.record(z.string(), z.unknown());
 
+/** Longest unit accepted: the OpenTelemetry API's limit on an instrument's unit. */
+export const MAX_UNIT = 63;
+/** Printable ASCII without spaces, as UCUM's case-sensitive form is written. */
+const UNIT_PATTERN = /^[!-~]*$/;
+const UNIT_TOO_LONG = `must be at most ${MAX_UNIT} characters`;
+const UNIT_NOT_UCUM = 'must be printable ASCII without spaces, a UCUM unit such as ms, s, By, 1 or {request}';
+
+/** Why `unit` is not a unit Kiwi stores, or null. The empty string is no unit. */
+export function unitProblem(unit: string): string | null {
+  if (unit.length > MAX_UNIT) return UNIT_TOO_LONG;
+  if (!UNIT_PATTERN.test(unit)) return UNIT_NOT_UCUM;
+  return null;
+}
+
+const unitField = z
+  .string({ error: 'must be a string such as "ms", "By" or "{request}"' })
+  .max(MAX_UNIT, UNIT_TOO_LONG)
+  .regex(UNIT_PATTERN, UNIT_NOT_UCUM)
+  .describe(
+    'Unit of the series, UCUM as in OpenTelemetry (ms, s, By, 1, {request}); empty or absent: none. ' +
+      'The last non-empty unit sent for a series is the one it keeps',
+  );
+
 export const metricInput = z
   .object({
     type: z.literal('metric'),
@@ -182,6 +207,7 @@ export const metricInput = z
     value: z.number().refine(Number.isFinite, 'value must be a finite number'),
     component,
     labels: labels.optional(),
+    unit: unitField.optional(),
   })
   .strict();
 
@@ -225,7 +251,7 @@ function canonicalLabels(input: Record<string, string | number | boolean> | unde
   return out;
 }
 
-const METRIC_KEYS = new Set(['type', 'ts', 'name', 'value', 'component', 'labels']);
+const METRIC_KEYS = new Set(['type', 'ts', 'name', 'value', 'component', 'labels', 'unit']);
 const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_NAME;
 
 /**
@@ -235,9 +261,10 @@ const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 
  */
 function fastMetric(raw: Record<string, unknown>): MetricRecord | null {
   for (const key in raw) if (!METRIC_KEYS.has(key)) return null;
-  const { ts, name, value, component, labels } = raw;
+  const { ts, name, value, component, labels, unit } = raw;
   if (typeof value !== 'number' || !Number.isFinite(value) || !isName(name) || !isName(component)) return null;
   if (typeof ts !== 'number' && typeof ts !== 'string') return null;
+  if (unit !== undefined && (typeof unit !== 'string' || unitProblem(unit) !== null)) return null;
   let canonical: Labels = {};
   if (labels !== undefined) {
     if (labels === null || typeof labels !== 'object' || Array.isArray(labels)) return null;
@@ -258,7 +285,9 @@ function fastMetric(raw: Record<string, unknown>): MetricRecord | null {
   } catch {
     return null;
   }
-  return { type: 'metric', ts: ms, name, value, component, labels: canonical };
+  const record: MetricRecord = { type: 'metric', ts: ms, name, value, component, labels: canonical };
+  if (unit) record.unit = unit as string;
+  return record;
 }
 
 /** Validates one decoded record and returns its normalised form, or throws with a readable reason. */
@@ -299,8 +328,8 @@ function normaliseShape(raw: unknown): TelemetryRecord {
   if (!parsed.success) throw new Error(formatZodError(parsed.error));
   const r = parsed.data;
   switch (r.type) {
-    case 'metric':
-      return {
+    case 'metric': {
+      const metric: MetricRecord = {
         type: 'metric',
         ts: withField('ts', () => parseTimestamp(r.ts)),
         name: r.name,
@@ -308,6 +337,9 @@ function normaliseShape(raw: unknown): TelemetryRecord {
         component: r.component,
         labels: canonicalLabels(r.labels),
       };
+      if (r.unit) metric.unit = r.unit;
+      return metric;
+    }
     case 'event':
       return {
         type: 'event',

@@ -25,6 +25,17 @@ export const SELF_METRICS = {
   storeSize: 'kiwi.store.size',
 } as const;
 
+/** The unit of each of Kiwi's own series (UCUM, as the conventions give them; docs/TELEMETRY.md). */
+export const SELF_METRIC_UNITS: Readonly<Record<(typeof SELF_METRICS)[keyof typeof SELF_METRICS], string>> = {
+  [SELF_METRICS.operationDuration]: 's',
+  [SELF_METRICS.operationErrors]: '1',
+  [SELF_METRICS.memoryRss]: 'By',
+  [SELF_METRICS.heapUsed]: 'By',
+  [SELF_METRICS.eventLoopDelayP99]: 's',
+  [SELF_METRICS.eventLoopDelayMean]: 's',
+  [SELF_METRICS.storeSize]: 'By',
+};
+
 export interface OperationObservation {
   /** JSON-RPC method, e.g. `tools/call`. */
   method: string;
@@ -143,6 +154,7 @@ export class SelfTelemetry {
         value: op.durationMs / 1000,
         component: SELF_COMPONENT,
         labels: sortKeys(labels),
+        unit: SELF_METRIC_UNITS[SELF_METRICS.operationDuration],
       },
     );
     if (op.outcome === 'error') {
@@ -154,6 +166,7 @@ export class SelfTelemetry {
           value: 1,
           component: SELF_COMPONENT,
           labels: sortKeys({ ...labels, 'error.type': op.errorType ?? 'error' }),
+          unit: SELF_METRIC_UNITS[SELF_METRICS.operationErrors],
         },
         {
           type: 'event',
@@ -178,13 +191,14 @@ export class SelfTelemetry {
   /** One sample of Kiwi's own process; also called by the interval timer. */
   sample(now: number = Date.now()): void {
     const memory = process.memoryUsage();
-    const point = (name: string, value: number): TelemetryRecord => ({
+    const point = (name: keyof typeof SELF_METRIC_UNITS, value: number): TelemetryRecord => ({
       type: 'metric',
       ts: now,
       name,
       value,
       component: SELF_COMPONENT,
       labels: {},
+      unit: SELF_METRIC_UNITS[name],
     });
     const records = [
       point(SELF_METRICS.memoryRss, memory.rss),

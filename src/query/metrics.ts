@@ -17,6 +17,8 @@ export interface SeriesResult {
   name: string;
   component: string;
   labels: Labels;
+  /** UCUM unit of the series; null when none was sent. */
+  unit: string | null;
   buckets: Bucket[];
 }
 

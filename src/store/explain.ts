@@ -97,8 +97,8 @@ export class ExplainQueries {
       ),
       lastSeen: db.prepare('SELECT max(last_seen) FROM components').pluck(),
       values: db.prepare('SELECT value FROM points WHERE series_id = ? AND ts >= ? AND ts < ?').pluck(),
-      seriesById: db.prepare('SELECT id, name, component, labels FROM series WHERE id = ?'),
-      allSeries: db.prepare(`SELECT id, name, component, labels FROM series ORDER BY component, name, labels ${LIMIT_PARAM}`),
+      seriesById: db.prepare('SELECT id, name, component, labels, unit FROM series WHERE id = ?'),
+      allSeries: db.prepare(`SELECT id, name, component, labels, unit FROM series ORDER BY component, name, labels ${LIMIT_PARAM}`),
       directiveRuns: db.prepare(
         `SELECT id, directive, status, inputs, requested_by, created_at FROM directive_runs WHERE created_at >= ? AND created_at < ? ORDER BY created_at ${LIMIT_PARAM}`,
       ),

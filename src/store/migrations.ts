@@ -153,4 +153,8 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE directive_runs ADD COLUMN owner TEXT;
   ALTER TABLE directive_runs ADD COLUMN undo TEXT NOT NULL DEFAULT '[]';
   `,
+
+  /* 4: the unit of each series (UCUM, as OTLP sends it: ms, s, By, 1, {request}); NULL when none was sent */ `
+  ALTER TABLE series ADD COLUMN unit TEXT;
+  `,
 ];

@@ -14,6 +14,8 @@ export interface SeriesRow {
   name: string;
   component: string;
   labels: Labels;
+  /** UCUM unit (`ms`, `s`, `By`, `1`, `{request}`): the last non-empty one its points were sent with; null when none was. */
+  unit: string | null;
 }
 
 export interface SeriesInfo extends SeriesRow {
@@ -106,6 +108,8 @@ export interface ColumnarBatch {
   records: readonly (EventRecord | SpanRecord)[];
   /** [component, first ts, last ts] */
   components: readonly (readonly [string, number, number])[];
+  /** [index into `seriesIds`, unit]: a series' unit as this batch sends it, where it may differ from what it was. */
+  units?: readonly (readonly [number, string])[];
 }
 
 export interface PruneResult {
@@ -283,6 +287,12 @@ export class Store {
   readonly db: SqliteDatabase;
   readonly path: string;
   private readonly seriesIds = new Map<string, number>();
+  /**
+   * The unit stored for each series this Store has written, so that a point whose unit is already
+   * stored costs a map lookup, not a statement. Another process sharing the file may change a unit
+   * without this cache knowing: its next different unit is written, the same one is not.
+   */
+  private readonly seriesUnits = new Map<number, string | null>();
   /** Statements built from filters are prepared once per distinct SQL text. */
   private readonly dynamic = new Map<string, Statement>();
   private readonly stmt: ReturnType<Store['prepareStatements']>;
@@ -296,8 +306,9 @@ export class Store {
   private prepareStatements() {
     const db = this.db;
     return {
-      seriesInsert: db.prepare('INSERT OR IGNORE INTO series (name, component, labels) VALUES (?, ?, ?)'),
-      seriesId: db.prepare('SELECT id FROM series WHERE name = ? AND component = ? AND labels = ?').pluck(),
+      seriesInsert: db.prepare('INSERT OR IGNORE INTO series (name, component, labels, unit) VALUES (?, ?, ?, ?)'),
+      seriesId: db.prepare('SELECT id, unit FROM series WHERE name = ? AND component = ? AND labels = ?'),
+      seriesUnit: db.prepare('UPDATE series SET unit = ? WHERE id = ?'),
       pointUpsert: db.prepare(
         // a point sent again replaces the stored value; the same value again writes nothing (changes 0)
         'INSERT INTO points (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value',
@@ -401,7 +412,7 @@ export class Store {
         if (ts > s.last) s.last = ts;
       }
     };
-    this.db
+    this.forgettingSeriesOnFailure(() => this.db
       .transaction(() => {
         for (const r of records) {
           switch (r.type) {
@@ -421,7 +432,7 @@ export class Store {
         }
         for (const [name, s] of seen) this.stmt.componentSeen.run(name, s.first, s.last);
       })
-      .immediate();
+      .immediate());
     return summary;
   }
 
@@ -429,8 +440,9 @@ export class Store {
   writeColumnar(batch: ColumnarBatch): WriteSummary {
     const summary: WriteSummary = { ...NOTHING_WRITTEN };
     const { keyIndex, seriesIds, ts, values } = batch;
-    this.db
+    this.forgettingSeriesOnFailure(() => this.db
       .transaction(() => {
+        for (const [index, unit] of batch.units ?? []) this.noteUnit(seriesIds[index]!, unit);
         const upsert = this.stmt.pointUpsert;
         let changed = 0;
         for (let i = 0; i < ts.length; i++) changed += upsert.run(seriesIds[keyIndex[i]!], ts[i], values[i]).changes;
@@ -442,18 +454,32 @@ export class Store {
         }
         for (const [name, first, last] of batch.components) this.stmt.componentSeen.run(name, first, last);
       })
-      .immediate();
+      .immediate());
     return summary;
   }
 
   /** Runs `fn` in one transaction; writes inside it join that transaction. */
   inTransaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    return this.forgettingSeriesOnFailure(() => this.db.transaction(fn).immediate());
+  }
+
+  /**
+   * Runs a write; when it fails, its transaction is rolled back, and with it any series it created
+   * or unit it changed: the caches of series ids and units are emptied, to be read again.
+   */
+  private forgettingSeriesOnFailure<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (err) {
+      this.seriesIds.clear();
+      this.seriesUnits.clear();
+      throw err;
+    }
   }
 
   /** Each write returns how many rows it changed: 0 when the record was already stored as it is. */
   private writePoint(r: MetricRecord): number {
-    return this.stmt.pointUpsert.run(this.seriesIdFor(r.name, r.component, r.labels), r.ts, r.value).changes;
+    return this.stmt.pointUpsert.run(this.seriesIdFor(r.name, r.component, r.labels, r.unit), r.ts, r.value).changes;
   }
 
   private writeEvent(r: EventRecord): number {
@@ -475,8 +501,13 @@ export class Store {
     ).changes;
   }
 
-  /** Labels must already be canonical (keys sorted), as `normaliseRecord` leaves them. */
-  seriesIdFor(name: string, component: string, labels: Labels): number {
+  /**
+   * The id of a series, created when new. Labels must already be canonical (keys sorted), as
+   * `normaliseRecord` leaves them. A non-empty `unit` becomes the series' unit: set when the series
+   * is created, and replaced when it differs from the stored one (the last unit sent wins; stored
+   * values are not converted). No unit leaves the stored one as it is.
+   */
+  seriesIdFor(name: string, component: string, labels: Labels, unit?: string): number {
     let labelsJson = '{}';
     for (const _ in labels) {
       labelsJson = JSON.stringify(labels);
@@ -485,11 +516,21 @@ export class Store {
     const key = `${name}\u0000${component}\u0000${labelsJson}`;
     let id = this.seriesIds.get(key);
     if (id === undefined) {
-      this.stmt.seriesInsert.run(name, component, labelsJson);
-      id = this.stmt.seriesId.get(name, component, labelsJson) as number;
+      this.stmt.seriesInsert.run(name, component, labelsJson, unit || null);
+      const row = this.stmt.seriesId.get(name, component, labelsJson) as { id: number; unit: string | null };
+      id = row.id;
       this.seriesIds.set(key, id);
+      this.seriesUnits.set(id, row.unit);
     }
+    if (unit) this.noteUnit(id, unit);
     return id;
+  }
+
+  /** Makes `unit` the unit of series `id`, writing only when it is not already the one stored. */
+  private noteUnit(id: number, unit: string): void {
+    if (this.seriesUnits.get(id) === unit) return;
+    this.stmt.seriesUnit.run(unit, id);
+    this.seriesUnits.set(id, unit);
   }
 
   // ---------------------------------------------------------------- series and points
@@ -498,8 +539,8 @@ export class Store {
     const where = seriesConditions(filter);
     const total = this.prepared(`SELECT count(*) FROM series ${where.clause()}`).pluck().get(...where.params) as number;
     const rows = this
-      .prepared(`SELECT id, name, component, labels FROM series ${where.clause()} ORDER BY name, component, labels ${LIMIT_PARAM} ${OFFSET_PARAM}`)
-      .all(...where.params, limit, offset) as { id: number; name: string; component: string; labels: string }[];
+      .prepared(`SELECT id, name, component, labels, unit FROM series ${where.clause()} ORDER BY name, component, labels ${LIMIT_PARAM} ${OFFSET_PARAM}`)
+      .all(...where.params, limit, offset) as { id: number; name: string; component: string; labels: string; unit: string | null }[];
     return { series: rows.map((r) => ({ ...r, labels: JSON.parse(r.labels) as Labels })), total };
   }
 
@@ -514,7 +555,7 @@ export class Store {
     const rows = this
       .prepared(
         `listSeries ${clause}`,
-        () => `SELECT s.id, s.name, s.component, s.labels, (SELECT count(*) FROM series ${clause}) AS total, ${SERIES_SPAN_COLUMNS}
+        () => `SELECT s.id, s.name, s.component, s.labels, s.unit, (SELECT count(*) FROM series ${clause}) AS total, ${SERIES_SPAN_COLUMNS}
                FROM series s ${clause} ORDER BY s.name, s.component, s.labels ${LIMIT_PARAM} ${OFFSET_PARAM}`,
       )
       .all(...where.params, ...where.params, limit, offset) as (Omit<SeriesInfo, 'labels'> & { labels: string; total: number })[];
@@ -528,6 +569,7 @@ export class Store {
         name: row.name,
         component: row.component,
         labels: JSON.parse(row.labels) as Labels,
+        unit: row.unit,
         first_ts: row.first_ts,
         last_ts: row.last_ts,
         last_value: row.last_value,

@@ -12,6 +12,9 @@
  *   `<name>.p<100q>` (`.min` for 0, `.max` for 1).
  *
  * `service.name` is the component; point attributes (and `service.instance.id`) are the labels.
+ * The metric's unit goes with its points: as it is for the value, sum, percentiles, min and max;
+ * `<unit>/s` for `.rate`; `1` for the `.count` of a distribution. A unit that is not printable
+ * ASCII of at most 63 characters is left out (the points are kept).
  */
 import { createHash } from 'node:crypto';
 import {
@@ -26,7 +29,7 @@ import {
   type ExponentialSide,
 } from '../../stats/histogram.js';
 import type { Labels, MetricRecord, TelemetryRecord } from '../records.js';
-import { tooFarAhead } from '../records.js';
+import { tooFarAhead, unitProblem } from '../records.js';
 import { attributesToLabels, inEpochRange, MAX_NAME, nanosToMs, Rejections, resourceInfo, uint64 } from './common.js';
 import { cumulativeStep, type StateChanges } from './state.js';
 import type { MappedBatch } from './traces.js';
@@ -51,6 +54,8 @@ const LONGEST_SUFFIX = '.count'.length;
 
 interface Context {
   component: string;
+  /** The unit of the metric being mapped; empty for none. */
+  unit: string;
   resourceKey: string;
   seriesLabels: Labels;
   state: StateChanges;
@@ -64,7 +69,7 @@ interface Context {
 export function mapMetrics(request: MetricsRequest, state: StateChanges, now: number = Date.now()): MappedBatch {
   const records: TelemetryRecord[] = [];
   const rejections = new Rejections();
-  const ctx: Context = { component: '', resourceKey: '', seriesLabels: {}, state, now, records, rejections, accepted: 0 };
+  const ctx: Context = { component: '', unit: '', resourceKey: '', seriesLabels: {}, state, now, records, rejections, accepted: 0 };
   for (const resourceMetrics of request.resourceMetrics ?? []) {
     const resource = resourceInfo(resourceMetrics.resource);
     ctx.component = resource.component;
@@ -93,6 +98,8 @@ function mapMetric(metric: Metric, ctx: Context): void {
     ctx.rejections.add(`metric "${name.slice(0, 64)}": name must be 1 to ${MAX_NAME - LONGEST_SUFFIX - 4} characters`, pointCount(metric));
     return;
   }
+  const unit = metric.unit ?? '';
+  ctx.unit = unitProblem(unit) === null ? unit : '';
   if (metric.gauge) {
     for (const p of metric.gauge.dataPoints ?? []) mapGaugePoint(name, p, ctx);
   } else if (metric.sum) {
@@ -167,10 +174,17 @@ function numberValue(p: NumberDataPoint): number | null {
   return null;
 }
 
-function push(ctx: Context, name: string, ts: number, value: number, labels: Labels): void {
+/** A point in the metric's own unit, or in `unit` when given (a derived series: a rate, a count). */
+function push(ctx: Context, name: string, ts: number, value: number, labels: Labels, unit: string = ctx.unit): void {
   const record: MetricRecord = { type: 'metric', ts, name, value, component: ctx.component, labels };
+  if (unit) record.unit = unit;
   ctx.records.push(record);
 }
+
+/** The unit of a per-second rate of a counter in `unit`; none when the counter has none. */
+const perSecond = (unit: string): string => (unit ? `${unit}/s` : '');
+/** The unit of a number of measurements (a distribution's count): dimensionless. */
+const COUNT_UNIT = '1';
 
 function stateKey(ctx: Context, name: string, labels: Labels): string {
   return `${ctx.resourceKey}\u0000${name}\u0000${JSON.stringify(labels)}`;
@@ -213,7 +227,7 @@ function mapCounterPoint(name: string, p: NumberDataPoint, cumulative: boolean, 
     since = step.since;
   }
   push(ctx, name, t.ts, delta, t.labels);
-  if (since > 0 && t.time > since) push(ctx, `${name}.rate`, t.ts, delta / ((t.time - since) / 1000), t.labels);
+  if (since > 0 && t.time > since) push(ctx, `${name}.rate`, t.ts, delta / ((t.time - since) / 1000), t.labels, perSecond(ctx.unit));
 }
 
 // ---------------------------------------------------------------- distributions
@@ -233,7 +247,7 @@ function intervalSince(count: number, sum: number | null, previous: { count: num
 }
 
 function pushDistribution(name: string, t: PointTimes, interval: Interval, ctx: Context): void {
-  push(ctx, `${name}.count`, t.ts, interval.count, t.labels);
+  push(ctx, `${name}.count`, t.ts, interval.count, t.labels, COUNT_UNIT);
   if (interval.sum !== null && Number.isFinite(interval.sum)) push(ctx, `${name}.sum`, t.ts, interval.sum, t.labels);
   if (interval.count <= 0) return;
   for (const pct of HISTOGRAM_PERCENTILES) {
@@ -376,6 +390,6 @@ function mapSummaryPoint(name: string, p: SummaryDataPoint, ctx: Context): void 
   ctx.state.set(key, { kind: 'summary', start: t.start, time: t.time, count, sum });
   if (step.kind === 'seed') return;
   const whole = step.whole || !previous;
-  push(ctx, `${name}.count`, t.ts, whole ? count : count - previous.count, t.labels);
+  push(ctx, `${name}.count`, t.ts, whole ? count : count - previous.count, t.labels, COUNT_UNIT);
   push(ctx, `${name}.sum`, t.ts, whole ? sum : sum - previous.sum, t.labels);
 }

@@ -41,7 +41,14 @@ const seriesShape = {
   name: z.string(),
   component: z.string(),
   labels: z.record(z.string(), z.string()),
+  unit: z
+    .string()
+    .nullable()
+    .describe('Unit of the values, UCUM as OpenTelemetry sends it (ms, s, By, 1, {request}, By/s); null when none was sent'),
 };
+
+/** ` ms` after a value, or nothing for a series without a unit. */
+const unitSuffix = (unit: string | null): string => (unit ? ` ${unit}` : '');
 
 const requestStats = z.object({
   count: z.number(),
@@ -66,7 +73,7 @@ function renderIngest(s: IngestSummary): string {
 export const LIST_SERIES_TOOL = {
   title: 'List metric series',
   description:
-    'List stored metric series (name, component, labels) with their first and last timestamps and latest value. ' +
+    'List stored metric series (name, component, labels, unit) with their first and last timestamps and latest value. ' +
     `Filter by exact name, name prefix or component. Paginated: limit (default 50, at most ${LIMITS.listSeries}) and offset.`,
   inputSchema: {
     name: z.string().optional(),
@@ -155,6 +162,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         name: s.name,
         component: s.component,
         labels: s.labels,
+        unit: s.unit,
         first: s.first_ts === null ? null : iso(s.first_ts),
         last: s.last_ts === null ? null : iso(s.last_ts),
         last_value: round(s.last_value),
@@ -164,7 +172,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         rows.length === 0 && offset > 0
           ? `${total} series; offset ${offset} is past the last`
           : `${total} series${total > rows.length ? `, showing ${offset + 1}-${offset + rows.length}` : ''}`,
-        ...rows.map((r) => `${r.name}${labelText(r.component, r.labels)} last=${r.last_value ?? '-'} at ${r.last ?? '-'}`),
+        ...rows.map((r) => `${r.name}${labelText(r.component, r.labels)} last=${r.last_value === null ? '-' : `${r.last_value}${unitSuffix(r.unit)}`} at ${r.last ?? '-'}`),
         ...(next !== null ? [`next page: offset=${next}`] : []),
       ].join('\n');
       return answer({ total, offset, next_offset: next, series: rows }, text);
@@ -177,7 +185,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
       title: 'Query metrics',
       description:
         'Bucketed statistics of metric series over a time range: per bucket count, avg, min, max, p50, p95, p99 and rate ' +
-        '(sum per second). Select series by exact name or name prefix, component and labels (all given labels must match). ' +
+        '(sum per second); each series says its `unit` (avg, min, max and percentiles are in it, rate in it per second). Select series by exact name or name prefix, component and labels (all given labels must match). ' +
         `Range defaults to the last hour. At most ${LIMITS.querySeries} series (max_series, default 10) and ` +
         `${LIMITS.queryBuckets} buckets per series (max_buckets, default 120) come back; a bucket too narrow for that is widened ` +
         'and the answer says so. Empty buckets are left out.',
@@ -245,6 +253,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         name: s.name,
         component: s.component,
         labels: s.labels,
+        unit: s.unit,
         buckets: s.buckets.map((b) => ({
           start: iso(b.start),
           count: b.count,
@@ -261,10 +270,11 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         `${iso(result.from)} .. ${iso(result.to)}, bucket ${formatDuration(result.bucket_ms)}, ${result.series_total} series`,
         ...series.map((s) => {
           const values = s.buckets.map((b) => b.avg);
-          if (values.length === 0) return `${s.name}${labelText(s.component, s.labels)}: no data in range`;
+          const title = `${s.name}${labelText(s.component, s.labels)}${s.unit ? ` (${s.unit})` : ''}`;
+          if (values.length === 0) return `${title}: no data in range`;
           const last = s.buckets[s.buckets.length - 1]!;
           return (
-            `${s.name}${labelText(s.component, s.labels)}: ${values.length} buckets, avg min ${round(Math.min(...values))} ` +
+            `${title}: ${values.length} buckets, avg min ${round(Math.min(...values))} ` +
             `max ${round(Math.max(...values))}; last (${last.start}) avg ${last.avg} p95 ${last.p95 ?? '-'} n=${last.count}`
           );
         }),
