@@ -23,7 +23,7 @@ import { explainSymptom } from './explain/service.js';
 import { explainedToStructured, renderExplained } from './mcp/tools/explain.js';
 import { DIRECTIVE_FLAGS, DIRECTIVE_OPTIONS, DIRECTIVE_USAGE, directiveCommand } from './cli/directive.js';
 import { ANOMALY_TYPES } from './detect/context.js';
-import { describeNotJudged, detectAnomalies, isAnomalyType } from './detect/service.js';
+import { describeOutcomes, detectAnomalies, isAnomalyType } from './detect/service.js';
 import { forecastFailure } from './forecast/service.js';
 import { FORECAST_TARGETS, type ForecastTarget } from './forecast/types.js';
 import { renderForecastText } from './mcp/tools/forecast.js';
@@ -526,10 +526,7 @@ async function detect(values: Values): Promise<number> {
       process.stdout.write(`${a.new ? 'NEW ' : ''}${a.severity.toUpperCase()} ${a.type} ${a.component} [${a.id}]: ${a.description}` +
         `${suggestedLine(a, isMcpServer)}\n`);
     }
-    for (const a of result.resolved) process.stdout.write(`resolved ${a.type} ${a.component} [${a.id}]\n`);
-    for (const a of result.unconfirmed) process.stdout.write(`still open, too little data since to tell it is over: ${a.type} ${a.component} [${a.id}]\n`);
-    for (const line of describeNotJudged(result.not_judged)) process.stdout.write(`${line}\n`);
-    for (const s of result.suppressed) process.stdout.write(`held back ${s.type} ${s.component} (like false positive ${s.false_positive})\n`);
+    for (const line of describeOutcomes(result)) process.stdout.write(`${line}\n`);
   } finally {
     store.close();
   }

@@ -1,5 +1,6 @@
 /** What every check receives, and the pieces of judgement they share. */
 import { binomialLowerTail, binomialUpperTail, poissonLowerTail, poissonUpperTail } from '../stats/distributions.js';
+import { theilSenInterval } from '../stats/envelope.js';
 import { iso } from '../time.js';
 import type { Anomaly, AnomalyFinding } from '../store/anomalies.js';
 import type { DetectionReads, Steps } from '../store/detect.js';
@@ -139,12 +140,33 @@ export interface Check {
   types: readonly AnomalyType[];
   run(ctx: DetectionContext): Steps<CheckOutput>;
   /**
-   * For an open anomaly of this check that the window no longer shows: whether the window holds
-   * evidence that it is over (true), too little to tell (false: it stays open), or null when the
-   * check cannot judge it this way (not finding it again is then taken as its end).
+   * An anomaly's signal in the window after `after` (when it was last seen, or when it was closed),
+   * measured against the anomaly's own level and the usual one (from its evidence): what says
+   * whether it is over (`healedBy`) or abnormal again (`recurredBy`). Null when the check cannot
+   * judge it this way (not finding an open one again is then taken as its end).
    */
-  healed?(ctx: DetectionContext, anomaly: Anomaly): Steps<boolean | null>;
+  since?(ctx: DetectionContext, anomaly: Anomaly, after: number): Steps<SignalSince | null>;
+  /**
+   * Whether an open anomaly is judged by `since` even when the check examined nothing of its signal
+   * this run: a sparse signal (the error events of a component without requests) that fell silent
+   * left nothing to examine, and its silence still says something while the component sends anything.
+   */
+  judgesSilence?(anomaly: Anomaly): boolean;
 }
+
+/**
+ * What the window says about an anomaly's signal since a time:
+ * - rate: `hits` of `trials` (errors of requests, slow requests, denials, points beyond halfway),
+ *   against the anomaly's rate and the usual one;
+ * - count: events over `hours`, against the anomaly's rate per hour and the usual one;
+ * - floor: hourly memory minima (at `hours`) against the leak's growth per hour;
+ * - silent: the component sent nothing at all, so its silence says nothing.
+ */
+export type SignalSince =
+  | { test: 'rate'; hits: number; trials: number; rate: number; usual: number }
+  | { test: 'count'; count: number; hours: number; perHour: number; usualPerHour: number }
+  | { test: 'floor'; hours: number[]; lows: number[]; growthPerHour: number }
+  | { test: 'silent' };
 
 /**
  * Not finding an anomaly again is no evidence it is over when the window is too short to have
@@ -166,9 +188,53 @@ export function countHealed(count: number, hours: number, anomalyPerHour: number
   return poissonLowerTail(count, ((anomalyPerHour + usualPerHour) / 2) * hours) < HEALED_P;
 }
 
-/** Where the window's evidence that an anomaly is over starts: after it was last seen. */
-export function sinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): number {
-  return Math.max(ctx.windowStart, (anomaly.end_ts ?? anomaly.start_ts) + 1);
+/** Hourly minima a leak is judged over, since it was last seen or closed: fewer tell nothing. */
+export const MIN_FLOOR_LOWS = 4;
+
+/**
+ * Whether the signal since an open anomaly was last seen shows it over: a rate or count
+ * significantly below halfway between the anomaly's and the usual one; a memory floor (at least
+ * MIN_FLOOR_LOWS hourly minima) whose Sen 95% upper slope is below half the leak's growth. A
+ * silent component shows nothing.
+ */
+export function healedBy(since: SignalSince): boolean {
+  switch (since.test) {
+    case 'rate':
+      return rateHealed(since.hits, since.trials, since.rate, since.usual);
+    case 'count':
+      return countHealed(since.count, since.hours, since.perHour, since.usualPerHour);
+    case 'floor':
+      if (!(since.growthPerHour > 0)) return true;
+      return since.lows.length >= MIN_FLOOR_LOWS && theilSenInterval(since.hours, since.lows).upper < since.growthPerHour / 2;
+    case 'silent':
+      return false;
+  }
+}
+
+/**
+ * Whether the signal since a closed anomaly was closed shows it again, the mirror of healedBy: a
+ * rate or count significantly (p < HEALED_P) above halfway between the anomaly's and the usual
+ * one; a memory floor whose Sen 95% lower slope is above half the leak's growth. Too little data
+ * since the closing to tell leaves it closed.
+ */
+export function recurredBy(since: SignalSince): boolean {
+  switch (since.test) {
+    case 'rate':
+      return since.rate > since.usual && binomialUpperTail(since.hits, since.trials, (since.rate + since.usual) / 2) < HEALED_P;
+    case 'count':
+      return since.perHour > since.usualPerHour && poissonUpperTail(since.count, ((since.perHour + since.usualPerHour) / 2) * since.hours) < HEALED_P;
+    case 'floor':
+      return (
+        since.growthPerHour > 0 && since.lows.length >= MIN_FLOOR_LOWS && theilSenInterval(since.hours, since.lows).lower > since.growthPerHour / 2
+      );
+    case 'silent':
+      return false;
+  }
+}
+
+/** Where the window's evidence after a time (an anomaly last seen, or closed) starts. */
+export function windowAfter(ctx: DetectionContext, after: number): number {
+  return Math.max(ctx.windowStart, after + 1);
 }
 
 /** A number the check stored in an anomaly's evidence (at a dotted path), or null. */

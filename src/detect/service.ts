@@ -1,7 +1,8 @@
 /**
  * detectAnomalies: runs the checks over a window, learns from false-positive marks, records what
- * it finds (an ongoing anomaly is updated, not duplicated), and closes the open anomalies a check
- * judged again and no longer sees.
+ * it finds (an ongoing anomaly is updated, not duplicated; a closed one found again stays closed
+ * unless its signal is abnormal since the closing), and closes the open anomalies a check judged
+ * again and no longer sees.
  *
  * The work is one generator (`detection`) that yields between units of work: a check, a
  * component, a series, a slice of a long read. `detectAnomalies` runs it straight through;
@@ -12,14 +13,16 @@
 import { mcpServers, remedyForAnomaly } from '../remedies.js';
 import { iso } from '../time.js';
 import { readSetting } from '../settings.js';
-import { AnomalyStore, type Anomaly } from '../store/anomalies.js';
+import { AnomalyStore, closedAt, RECURRENCE_OF, type Anomaly } from '../store/anomalies.js';
 import { DetectionReads } from '../store/detect.js';
 import type { Store } from '../store/store.js';
 import { latencySpike, errorSpike } from './checks/requests.js';
 import { connectionInstability, permissionSpike } from './checks/events.js';
 import { genericSeries, memoryLeak } from './checks/metrics.js';
 import {
+  healedBy,
   minScoreFor,
+  recurredBy,
   ANOMALY_TYPES,
   type AnomalyType,
   type Check,
@@ -70,6 +73,13 @@ export interface DetectionResult {
   anomalies: (Anomaly & { new: boolean })[];
   /** Open anomalies judged again and no longer seen: closed as resolved. */
   resolved: Anomaly[];
+  /**
+   * Closed anomalies (resolved, or marked false positive) that a finding of this run holds again
+   * (same signal, overlapping their span), with their signal not abnormal since they were closed:
+   * the same incident, left closed and not recorded again. A finding abnormal since the closing is a
+   * recurrence: a new anomaly in `anomalies`, whose `evidence.recurrence_of` names the closed one.
+   */
+  already_closed: Anomaly[];
   /**
    * Open anomalies not seen in this window, which holds too little evidence that they are over
    * (a short window, few requests since), or whose signal could not be judged at all: left open,
@@ -166,6 +176,7 @@ function* detection(store: Store, options: DetectOptions): Generator<void | type
     sensitivity,
     anomalies: [],
     resolved: [],
+    already_closed: [],
     unconfirmed: [],
     not_judged: ctx.notJudged,
     suppressed: [],
@@ -201,9 +212,24 @@ function* detection(store: Store, options: DetectOptions): Generator<void | type
         result.suppressed.push(held);
         continue;
       }
+      // With no active anomaly on the signal, a closed one the finding overlaps is that incident seen again.
+      const closed = anomalies.hasActive(finding.fingerprint)
+        ? null
+        : anomalies.closedOverlapping(finding.fingerprint, finding.start_ts, finding.end_ts ?? finding.start_ts);
+      if (closed && !(yield* recurred(check, ctx, closed))) {
+        result.already_closed.push(closed);
+        continue;
+      }
+      // (judging it may have let someone reopen an anomaly on the signal meanwhile: that one is updated, unlinked)
+      const recurrenceOf = closed && !anomalies.hasActive(finding.fingerprint) ? closed : null;
       const { magnitude, ...rest } = finding;
       const suggested = remedyForAnomaly({ id: null, type: rest.type, component: rest.component }, isMcpServer)?.directive ?? null;
-      const { anomaly, created } = anomalies.record({ ...rest, evidence: { ...rest.evidence, magnitude }, suggested_action: suggested }, now);
+      const evidence = {
+        ...rest.evidence,
+        magnitude,
+        ...(recurrenceOf ? { [RECURRENCE_OF]: { id: recurrenceOf.id, status: recurrenceOf.status, closed_at: iso(closedAt(recurrenceOf)) } } : {}),
+      };
+      const { anomaly, created } = anomalies.record({ ...rest, evidence, suggested_action: suggested }, now);
       result.anomalies.push({ ...anomaly, new: created });
       found++;
     }
@@ -211,8 +237,8 @@ function* detection(store: Store, options: DetectOptions): Generator<void | type
   }
 
   // What a check judged again and did not find any more has healed, when the data since it was last
-  // seen says so (Check.healed); a window that ends before an anomaly was last seen (a look at the
-  // past) says nothing about it.
+  // seen says so (Check.since, healedBy); a window that ends before an anomaly was last seen (a look
+  // at the past) says nothing about it.
   yield PAUSE;
   const open = anomalies.list({ statuses: ['open', 'acknowledged'], ...(options.component ? { component: options.component } : {}) }, 10_000);
   const judged: { anomaly: Anomaly; healed: boolean | null }[] = [];
@@ -221,13 +247,19 @@ function* detection(store: Store, options: DetectOptions): Generator<void | type
   for (const anomaly of open.anomalies) {
     if (seen.has(anomaly.fingerprint)) continue;
     if (wanted && !wanted.has(anomaly.type)) continue;
-    if ((anomaly.end_ts ?? anomaly.start_ts) > now) continue;
-    if (!examined.has(anomaly.fingerprint)) {
-      if (unjudged.has(anomaly.fingerprint)) judged.push({ anomaly, healed: false });
-      continue;
-    }
+    const lastSeen = anomaly.end_ts ?? anomaly.start_ts;
+    if (lastSeen > now) continue;
     const check = CHECKS.find((c) => c.types.includes(anomaly.type as AnomalyType));
-    judged.push({ anomaly, healed: check?.healed ? yield* check.healed(ctx, anomaly) : null });
+    if (!examined.has(anomaly.fingerprint)) {
+      if (unjudged.has(anomaly.fingerprint)) {
+        judged.push({ anomaly, healed: false });
+        continue;
+      }
+      // a sparse signal that fell silent (Check.judgesSilence) is judged all the same
+      if (!check?.judgesSilence?.(anomaly)) continue;
+    }
+    const since = check?.since ? yield* check.since(ctx, anomaly, lastSeen) : null;
+    judged.push({ anomaly, healed: since === null ? null : healedBy(since) });
     yield;
   }
   // Closed in one go, after all the judging: an anomaly someone changed while the judging let
@@ -239,11 +271,24 @@ function* detection(store: Store, options: DetectOptions): Generator<void | type
       result.unconfirmed.push(anomaly);
       continue;
     }
-    result.resolved.push(anomalies.setStatus(anomaly.id, 'resolved', options.actor ?? 'kiwi:detect', `no longer observed in the window ending ${new Date(now).toISOString()}`));
+    result.resolved.push(
+      anomalies.setStatus(anomaly.id, 'resolved', options.actor ?? 'kiwi:detect', `no longer observed in the window ending ${new Date(now).toISOString()}`, {}, now),
+    );
   }
 
   result.anomalies.sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || b.score - a.score);
   return result;
+}
+
+/**
+ * Whether a closed anomaly's signal is abnormal again since it was closed (recurredBy): judged over
+ * the window after the closing, so a window that ends before it holds nothing that could say so.
+ */
+function* recurred(check: Check, ctx: DetectionContext, closed: Anomaly): Steps<boolean> {
+  const after = closedAt(closed);
+  if (!check.since || after + 1 >= ctx.now) return false;
+  const since = yield* check.since(ctx, closed, after);
+  return since !== null && recurredBy(since);
 }
 
 /** A finding no larger than FALSE_POSITIVE_MARGIN times one a person marked false positive is held back. */
@@ -275,6 +320,20 @@ const NOT_JUDGED_WHY: Record<NotJudged['reason'], string> = {
   thin_baseline: 'too little data in their baseline',
   short_segment: 'too little memory to tell a trend',
 };
+/**
+ * What a detection did besides finding anomalies, a line each: what it resolved, what it left open
+ * or closed, what it could not judge, what it held back.
+ */
+export function describeOutcomes(result: DetectionResult): string[] {
+  return [
+    ...result.resolved.map((a) => `resolved: ${a.type} ${a.component} [${a.id}]`),
+    ...result.unconfirmed.map((a) => `still open, too little data since to tell it is over: ${a.type} ${a.component} [${a.id}]`),
+    ...result.already_closed.map((a) => `seen again, left ${a.status} (nothing abnormal since it was closed): ${a.type} ${a.component} [${a.id}]`),
+    ...describeNotJudged(result.not_judged),
+    ...result.suppressed.map((s) => `held back: ${s.type} ${s.component} (like false positive ${s.false_positive})`),
+  ];
+}
+
 /** Signals named on one line of describeNotJudged; the rest are counted. */
 const NOT_JUDGED_NAMED = 8;
 

@@ -1,7 +1,9 @@
 /**
  * Stored anomalies. An anomaly is identified by its fingerprint (type, component and what it is
  * about, e.g. a series) and its onset: while it stays open, later detections update the same
- * record instead of adding another, and its id never changes.
+ * record instead of adding another, and its id never changes. Once closed (resolved, or marked a
+ * false positive) it is never made active by detection: a finding that holds it again is it, and
+ * one abnormal after it was closed is a new anomaly naming it (`evidence.recurrence_of`).
  */
 import { createHash } from 'node:crypto';
 import type { SqliteDatabase } from './database.js';
@@ -77,6 +79,17 @@ export class AnomalyConflictError extends Error {
 
 const ACTIVE: readonly AnomalyStatus[] = ['open', 'acknowledged'];
 
+/** The evidence field of an anomaly that recurs after a closed one: which one, its status, and when it was closed. */
+export const RECURRENCE_OF = 'recurrence_of';
+
+/**
+ * When a closed anomaly was closed: its last change (detection stamps its own with the time of the
+ * data it judged, a person's is the clock), and never before it was last seen.
+ */
+export function closedAt(anomaly: Anomaly): number {
+  return Math.max(anomaly.updated_at, anomaly.end_ts ?? anomaly.start_ts);
+}
+
 export class AnomalyStore {
   private readonly db: SqliteDatabase;
   private readonly stmt: ReturnType<AnomalyStore['prepare']>;
@@ -108,6 +121,11 @@ export class AnomalyStore {
       ),
       widenOnset: this.db.prepare('UPDATE anomalies SET start_ts = @start_ts, updated_at = @now WHERE id = @id'),
       setStatus: this.db.prepare('UPDATE anomalies SET status = ?, note = ?, updated_at = ? WHERE id = ?'),
+      closedOverlapping: this.db.prepare(
+        `SELECT * FROM anomalies WHERE fingerprint = @fingerprint AND status IN ('resolved', 'false_positive')
+           AND start_ts <= @end AND coalesce(end_ts, start_ts) >= @start
+         ORDER BY updated_at DESC, id LIMIT 1`,
+      ),
       falsePositives: this.db.prepare(
         `SELECT * FROM anomalies WHERE status = 'false_positive' AND fingerprint = ? ORDER BY updated_at DESC ${LIMIT_PARAM}`,
       ),
@@ -137,6 +155,9 @@ export class AnomalyStore {
           }
           return { anomaly: this.get(current.id)!, created: false };
         }
+        // a recurrence keeps naming the closed anomaly it follows
+        const link = current.evidence.includes(`"${RECURRENCE_OF}"`) ? (JSON.parse(current.evidence) as Record<string, unknown>)[RECURRENCE_OF] : undefined;
+        const refreshed = link !== undefined && !(RECURRENCE_OF in finding.evidence) ? JSON.stringify({ ...finding.evidence, [RECURRENCE_OF]: link }) : evidence;
         const severity =
           SEVERITY_RANK[finding.severity] >= SEVERITY_RANK[current.severity as Severity] ? finding.severity : (current.severity as Severity);
         this.stmt.refresh.run({
@@ -146,7 +167,7 @@ export class AnomalyStore {
           start_ts: Math.min(finding.start_ts, current.start_ts),
           end_ts: findingEnd,
           score: Math.max(finding.score, current.score),
-          evidence,
+          evidence: refreshed,
           suggested_action: finding.suggested_action,
           now,
         });
@@ -158,6 +179,21 @@ export class AnomalyStore {
       this.stmt.insert.run({ ...finding, id, evidence, now });
       return { anomaly: this.get(id)!, created: true };
     });
+  }
+
+  /** Whether an anomaly with this fingerprint is open or acknowledged: what detection updates. */
+  hasActive(fingerprint: string): boolean {
+    return this.stmt.ongoing.get(fingerprint) !== undefined;
+  }
+
+  /**
+   * The closed anomaly (resolved or false positive) with this fingerprint whose span, from onset to
+   * last seen, overlaps [start, end]: a finding there is that incident seen again. The last closed
+   * when several do.
+   */
+  closedOverlapping(fingerprint: string, start: number, end: number): Anomaly | null {
+    const row = this.stmt.closedOverlapping.get({ fingerprint, start, end }) as Row | undefined;
+    return row ? fromRow(row) : null;
   }
 
   get(id: string): Anomaly | null {
@@ -185,8 +221,18 @@ export class AnomalyStore {
    * At most one anomaly per fingerprint is active (open or acknowledged): detection updates that
    * one. Re-activating a resolved or false-positive anomaly while another with its fingerprint is
    * active throws an AnomalyConflictError naming the active one. Any anomaly may be closed.
+   *
+   * `at` is when the change takes effect, its `updated_at` (what `closedAt` reads): the clock for a
+   * person, the end of the window it judged for detection. The audit entry has the clock.
    */
-  setStatus(id: string, status: AnomalyStatus, actor: string, note?: string | null, auditDetails: Record<string, unknown> = {}): Anomaly {
+  setStatus(
+    id: string,
+    status: AnomalyStatus,
+    actor: string,
+    note?: string | null,
+    auditDetails: Record<string, unknown> = {},
+    at: number = Date.now(),
+  ): Anomaly {
     return this.store.inTransaction(() => {
       const before = this.get(id);
       if (!before) throw new Error(`id: no anomaly "${id}"`);
@@ -196,7 +242,7 @@ export class AnomalyStore {
         if (active) throw new AnomalyConflictError(before, fromRow(active), status);
       }
       const nextNote = note === undefined ? before.note : note;
-      this.stmt.setStatus.run(status, nextNote, now, id);
+      this.stmt.setStatus.run(status, nextNote, at, id);
       this.store.appendAudit({
         ts: now,
         actor,

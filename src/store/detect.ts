@@ -189,6 +189,10 @@ export class DetectionReads {
       firstEvent: db.prepare('SELECT min(ts) FROM events WHERE component = ?').pluck(),
       firstDecision: db.prepare(`SELECT ts FROM events WHERE component = ? AND kind = 'permission' ORDER BY ts LIMIT 1`).pluck(),
       firstPoint: db.prepare('SELECT min(ts) FROM points WHERE series_id = ?').pluck(),
+      eventIn: db.prepare('SELECT 1 FROM events WHERE component = ? AND ts >= ? AND ts < ? LIMIT 1').pluck(),
+      pointOfComponentIn: db
+        .prepare('SELECT 1 FROM series s WHERE s.component = ? AND EXISTS (SELECT 1 FROM points WHERE series_id = s.id AND ts >= ? AND ts < ?) LIMIT 1')
+        .pluck(),
       firstPointOfComponent: db
         .prepare('SELECT min((SELECT min(ts) FROM points WHERE series_id = s.id)) FROM series s WHERE s.component = ?')
         .pluck(),
@@ -245,6 +249,15 @@ export class DetectionReads {
       this.stmt.firstPointOfComponent.get(component) as number | null,
     ].filter((t): t is number => t !== null);
     return firsts.length ? Math.min(...firsts) : null;
+  }
+
+  /** Whether a component sent anything (a span, an event, a point) in [from, to). */
+  sentAnything(component: string, from: number, to: number): boolean {
+    return (
+      this.stmt.firstSpanIn.get(component, from, to) !== undefined ||
+      this.stmt.eventIn.get(component, from, to) !== undefined ||
+      this.stmt.pointOfComponentIn.get(component, from, to) !== undefined
+    );
   }
 
   /** A component's requests in [from, to), oldest first (ties in stored order). */

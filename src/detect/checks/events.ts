@@ -10,16 +10,14 @@ import { iso } from '../../time.js';
 import {
   baselineWindow,
   clock,
-  countHealed,
   durationText,
   elevatedRun,
   eventBurst,
   judgedPart,
   thinBaseline,
   evidenceNumber,
-  rateHealed,
   scoreOfP,
-  sinceLastSeen,
+  windowAfter,
   severityFor,
   smoothedRate,
   type Check,
@@ -117,12 +115,12 @@ export const permissionSpike: Check = {
     }
     return { findings, examined };
   },
-  *healed(ctx, anomaly) {
+  *since(ctx, anomaly, after) {
     const rate = evidenceNumber(anomaly, 'denial_rate');
     const usual = evidenceNumber(anomaly, 'baseline_denial_rate');
     if (rate === null || usual === null) return null;
-    const since = (yield* ctx.reads.decisions(sinceLastSeen(ctx, anomaly), ctx.now)).filter((d) => d.component === anomaly.component);
-    return rateHealed(since.filter((d) => d.denied).length, since.length, rate, usual);
+    const since = (yield* ctx.reads.decisions(windowAfter(ctx, after), ctx.now)).filter((d) => d.component === anomaly.component);
+    return { test: 'rate', hits: since.filter((d) => d.denied).length, trials: since.length, rate, usual };
   },
 };
 
@@ -230,13 +228,13 @@ export const connectionInstability: Check = {
     }
     return { findings, examined };
   },
-  *healed(ctx, anomaly) {
+  *since(ctx, anomaly, after) {
     const mtbfSeconds = evidenceNumber(anomaly, 'mtbf_seconds');
     const usualPerHour = evidenceNumber(anomaly, 'usual_per_hour');
     if (mtbfSeconds === null || usualPerHour === null || mtbfSeconds <= 0) return null;
-    const from = sinceLastSeen(ctx, anomaly);
+    const from = windowAfter(ctx, after);
     const disconnects = ctx.reads.connections(from, ctx.now).filter((c) => c.component === anomaly.component && c.state === 'disconnected');
-    return countHealed(disconnects.length, (ctx.now - from) / HOUR, 3600 / mtbfSeconds, usualPerHour);
+    return { test: 'count', count: disconnects.length, hours: (ctx.now - from) / HOUR, perHour: 3600 / mtbfSeconds, usualPerHour };
   },
 };
 

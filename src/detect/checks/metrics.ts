@@ -2,8 +2,8 @@
  * memory_leak (steady growth of process memory) and the generic check (any other series that
  * leaves its baseline: a spike, a dip or a level shift).
  */
-import { binomialLowerTail, normalTwoSidedTail } from '../../stats/distributions.js';
-import { hingeStart, levelShifts, theilSenInterval } from '../../stats/envelope.js';
+import { normalTwoSidedTail } from '../../stats/distributions.js';
+import { hingeStart, levelShifts } from '../../stats/envelope.js';
 import { iso } from '../../time.js';
 import { toSignificant } from '../../stats/precision.js';
 import { MAD_TO_SIGMA, median, quantileOfSorted, sortedCopy } from '../../stats/robust.js';
@@ -15,12 +15,11 @@ import {
   clock,
   elevatedRun,
   evidenceNumber,
-  HEALED_P,
   hoursText,
   judgedPart,
   scoreOfP,
   severityFor,
-  sinceLastSeen,
+  windowAfter,
   thinBaseline,
   type Check,
   type CheckFinding,
@@ -50,8 +49,6 @@ const MAX_SHARE_OF_ONE_STEP = 0.5;
  * an hour holds a garbage collection, a quarter of one need not.
  */
 const SEGMENT_BUCKET_MS = HOUR;
-/** Hourly minima since an open leak was last seen (after any restart) that can show it over. */
-const MIN_HEALED_LOWS = 4;
 /** A floor that drops or jumps by this many robust sigmas, and by this share of it, is a restart or level shift (as the memory forecast). */
 const SHIFT_SIGMAS = 8;
 const SHIFT_FRACTION = 0.05;
@@ -193,27 +190,25 @@ export const memoryLeak: Check = {
     return { findings, examined };
   },
   /**
-   * A leak is over when the floor since it was last seen, after any restart (a restart frees the
-   * memory, not the leak), grows significantly (Sen's 95% bound) slower than half its rate, over
-   * at least MIN_HEALED_LOWS hourly minima; fewer, as after a restart, leave it open.
+   * The floor since `after`, after any restart (a restart frees the memory, not the leak): a leak
+   * is over when it grows significantly slower than half its rate, and back when it grows
+   * significantly faster than half, over at least MIN_FLOOR_LOWS hourly minima (see healedBy).
    */
-  *healed(ctx, anomaly) {
+  *since(ctx, anomaly, after) {
     const growth = evidenceNumber(anomaly, 'growth_bytes_per_hour');
     if (growth === null || anomaly.series_id === null) return null;
-    if (!(growth > 0)) return true;
+    if (!(growth > 0)) return { test: 'floor', hours: [], lows: [], growthPerHour: growth };
     const spanFrom = ctx.now - Math.max(LEAK_WINDOW_MS, ctx.now - ctx.windowStart);
-    const lastSeen = anomaly.end_ts ?? anomaly.start_ts;
     const { xs, ys, width } = hourlyLows(ctx, anomaly.series_id, spanFrom, ctx.now);
     const cut = lastShift(xs, ys, width);
     const hours: number[] = [];
     const lows: number[] = [];
     for (let i = cut; i < xs.length; i++) {
-      if (xs[i]! <= lastSeen) continue;
+      if (xs[i]! <= after) continue;
       hours.push(xs[i]! / HOUR);
       lows.push(ys[i]!);
     }
-    if (lows.length < MIN_HEALED_LOWS) return false;
-    return theilSenInterval(hours, lows).upper < growth / 2;
+    return { test: 'floor', hours, lows, growthPerHour: growth };
   },
 };
 
@@ -293,21 +288,22 @@ export const genericSeries: Check = {
     return { findings, examined };
   },
   /**
-   * A level shift, spike or dip is over when the points since it was last seen sit on the usual
-   * side of halfway between its level and the usual one: the share beyond halfway, at least half
-   * while it lasts (its level is the median of the shifted run), significantly (p < HEALED_P)
-   * below a half. Five points back to usual close it; fewer leave it open.
+   * The points since `after` against halfway between the anomaly's level and the usual one: the
+   * share beyond halfway is at least half while it lasts (its level is the median of the shifted
+   * run). It is over when that share is significantly (p < HEALED_P) below a half (five points back
+   * to usual close it), and back when it is significantly above.
    */
-  *healed(ctx, anomaly) {
+  *since(ctx, anomaly, after) {
     const usual = evidenceNumber(anomaly, 'baseline_median');
     const level = evidenceNumber(anomaly, 'level') ?? evidenceNumber(anomaly, 'value');
     if (usual === null || level === null || anomaly.series_id === null) return null;
-    if (level === usual) return true;
-    const since = (yield* ctx.reads.points(anomaly.series_id, sinceLastSeen(ctx, anomaly), ctx.now)).values;
+    // as a rate test: hits beyond halfway, the anomaly's rate 1 and the usual 0, so its halfway is a half
+    if (level === usual) return { test: 'rate', hits: 0, trials: 0, rate: 0, usual: 0 };
+    const since = (yield* ctx.reads.points(anomaly.series_id, windowAfter(ctx, after), ctx.now)).values;
     const halfway = (level + usual) / 2;
     let beyond = 0;
     for (const v of since) if (level > usual ? v > halfway : v < halfway) beyond++;
-    return binomialLowerTail(beyond, since.length, 0.5) < HEALED_P;
+    return { test: 'rate', hits: beyond, trials: since.length, rate: 1, usual: 0 };
   },
 };
 

@@ -14,7 +14,6 @@ import type { Anomaly } from '../../store/anomalies.js';
 import {
   baselineWindow,
   clock,
-  countHealed,
   durationText,
   eventBurst,
   elevatedRun,
@@ -23,9 +22,8 @@ import {
   thinBaseline,
   evidenceNumber,
   formatMs,
-  rateHealed,
   scoreOfP,
-  sinceLastSeen,
+  windowAfter,
   severityFor,
   smoothedRate,
   type Check,
@@ -175,21 +173,21 @@ export const latencySpike: Check = {
     }
     return { findings, examined };
   },
-  *healed(ctx, anomaly) {
+  *since(ctx, anomaly, after) {
     const usualP95 = evidenceNumber(anomaly, 'baseline.p95_ms');
     const slow = evidenceNumber(anomaly, 'slower_than_baseline_p95');
     const trials = evidenceNumber(anomaly, 'window.requests');
     if (usualP95 === null || slow === null || trials === null || trials === 0) return null;
-    const since = yield* requestsSinceLastSeen(ctx, anomaly);
+    const since = yield* requestsAfter(ctx, anomaly, after);
     let slower = 0;
     for (let i = 0; i < since.length; i++) if (since.duration[i]! > usualP95) slower++;
-    return rateHealed(slower, since.length, slow / trials, SLOW_SHARE);
+    return { test: 'rate', hits: slower, trials: since.length, rate: slow / trials, usual: SLOW_SHARE };
   },
 };
 
-/** The component's requests in the window after the anomaly was last seen: what says whether it is over. */
-function requestsSinceLastSeen(ctx: DetectionContext, anomaly: Anomaly): Steps<Requests> {
-  return ctx.reads.requests(anomaly.component, sinceLastSeen(ctx, anomaly), ctx.now);
+/** The component's requests in the window after `after`: what says whether the anomaly is over, or back. */
+function requestsAfter(ctx: DetectionContext, anomaly: Anomaly, after: number): Steps<Requests> {
+  return ctx.reads.requests(anomaly.component, windowAfter(ctx, after), ctx.now);
 }
 
 export const errorSpike: Check = {
@@ -309,24 +307,34 @@ export const errorSpike: Check = {
     }
     return { findings, examined };
   },
-  *healed(ctx, anomaly) {
-    const rate = evidenceNumber(anomaly, 'error_rate');
-    const usual = evidenceNumber(anomaly, 'baseline_error_rate');
-    if (rate === null || usual === null) {
-      // one from error events alone: their count since it was last seen, against its rate per hour and the usual one
+  // An error spike of a component without requests (errors logged as events) that stopped logging
+  // errors left nothing to examine: its silence says it is over while the component sends anything else.
+  judgesSilence: (anomaly) => isFromErrorEvents(anomaly),
+  *since(ctx, anomaly, after) {
+    if (isFromErrorEvents(anomaly)) {
+      // its count of error events since, against its rate per hour and the usual one
       const errors = evidenceNumber(anomaly, 'errors');
       const hours = evidenceNumber(anomaly, 'hours');
       const usualPerHour = evidenceNumber(anomaly, 'usual_per_hour');
       if (errors === null || hours === null || usualPerHour === null || !(hours > 0)) return null;
-      const from = sinceLastSeen(ctx, anomaly);
-      return countHealed(ctx.reads.errorCount(anomaly.component, from, ctx.now), (ctx.now - from) / HOUR, errors / hours, usualPerHour);
+      const from = windowAfter(ctx, after);
+      // A component that sent nothing at all since cannot be judged by its silence.
+      if (from >= ctx.now || !ctx.reads.sentAnything(anomaly.component, from, ctx.now)) return { test: 'silent' };
+      return { test: 'count', count: ctx.reads.errorCount(anomaly.component, from, ctx.now), hours: (ctx.now - from) / HOUR, perHour: errors / hours, usualPerHour };
     }
-    const since = yield* requestsSinceLastSeen(ctx, anomaly);
+    const rate = evidenceNumber(anomaly, 'error_rate')!;
+    const usual = evidenceNumber(anomaly, 'baseline_error_rate')!;
+    const since = yield* requestsAfter(ctx, anomaly, after);
     let errors = 0;
     for (let i = 0; i < since.length; i++) errors += since.error[i]!;
-    return rateHealed(errors, since.length, rate, usual);
+    return { test: 'rate', hits: errors, trials: since.length, rate, usual };
   },
 };
+
+/** An error spike found in the error events of a component without requests, not in its requests' outcomes. */
+function isFromErrorEvents(anomaly: Anomaly): boolean {
+  return evidenceNumber(anomaly, 'error_rate') === null || evidenceNumber(anomaly, 'baseline_error_rate') === null;
+}
 
 /** Error signatures since `from`, each marked new when the baseline never showed its template. */
 function errorSignatures(ctx: DetectionContext, component: string, from: number, part: JudgedPart) {

@@ -2,7 +2,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { ANOMALY_TYPES } from '../../detect/context.js';
-import { describeNotJudged, detectAnomaliesAsync } from '../../detect/service.js';
+import { describeOutcomes, detectAnomaliesAsync } from '../../detect/service.js';
 import { ANOMALY_STATUSES, AnomalyConflictError, AnomalyStore, type Anomaly } from '../../store/anomalies.js';
 import type { Store } from '../../store/store.js';
 import { iso, parseDuration, parseTimeInput } from '../../time.js';
@@ -71,7 +71,8 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         'the principal/tool/permission pattern), memory_leak (trend of the memory floor since the last restart, over at least 6 h), connection_instability (disconnects, MTBF), ' +
         'and spike / dip / level_shift on any other metric. Each anomaly has a stable id, severity, evidence and a ' +
         'suggested_action: the directive that acts on it and its inputs (latency_spike, memory_leak, connection_instability), ' +
-        'else null: analyze_root_cause finds what a person must revert. Findings are stored: an ongoing anomaly keeps its id, anomalies no longer seen are ' +
+        'else null: analyze_root_cause finds what a person must revert. Findings are stored: an ongoing anomaly keeps its id; a closed one found ' +
+        'again stays closed (already_closed) unless abnormal since it was closed, then a new one names it (evidence.recurrence_of); anomalies no longer seen are ' +
         'resolved once the data since they were last seen shows them over (a window too short to tell leaves them open, listed ' +
         'as unconfirmed), and a finding no larger than one a person marked false_positive is held back. A signal is judged only ' +
         'where its own data reaches a baseline back (a week-long lookback on a week of data judges all but its first 6 h); ' +
@@ -91,6 +92,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         total: z.number(),
         resolved: z.array(z.object({ id: z.string(), type: z.string(), component: z.string() })),
         unconfirmed: z.array(z.object({ id: z.string(), type: z.string(), component: z.string() })),
+        already_closed: z.array(z.object({ id: z.string(), type: z.string(), component: z.string(), status: z.enum(ANOMALY_STATUSES) })),
         not_judged: z.array(
           z.object({
             check: z.string(),
@@ -141,6 +143,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         total: result.anomalies.length,
         resolved: result.resolved.map((a) => ({ id: a.id, type: a.type, component: a.component })),
         unconfirmed: result.unconfirmed.map((a) => ({ id: a.id, type: a.type, component: a.component })),
+        already_closed: result.already_closed.map((a) => ({ id: a.id, type: a.type, component: a.component, status: a.status })),
         not_judged: result.not_judged.slice(0, LIMITS.notJudged).map(({ check, component, series_id, signal, from, to, reason, detail }) => ({
           check,
           component,
@@ -165,10 +168,7 @@ export function registerAnomalyTools(server: McpServer, store: Store): void {
         `${result.anomalies.length} anomalies in ${structured.window.from} .. ${structured.window.to}` +
           (result.anomalies.length > shown.length ? ` (showing ${shown.length})` : ''),
         ...shown.map((a) => `${a.new ? 'NEW ' : ''}${line(a, isMcpServer)}`),
-        ...result.resolved.map((a) => `resolved: ${a.type} ${a.component} [${a.id}]`),
-        ...result.unconfirmed.map((a) => `still open, too little data since to tell it is over: ${a.type} ${a.component} [${a.id}]`),
-        ...describeNotJudged(result.not_judged),
-        ...result.suppressed.map((s) => `held back: ${s.type} ${s.component} (like false positive ${s.false_positive})`),
+        ...describeOutcomes(result),
       ].join('\n');
       return answer(structured, text);
     },
