@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { systemHealth } from '../../health/health.js';
 import { formatIngestError, formatWritten, ingestText, ingestValues, type IngestSummary } from '../../ingest/ingest.js';
 import { EVENT_LEVELS } from '../../ingest/records.js';
+import { formatMs } from '../../detect/context.js';
 import { queryMetrics } from '../../query/metrics.js';
 import type { Store } from '../../store/store.js';
 import { formatDuration, iso, parseTimeInput } from '../../time.js';
@@ -504,7 +505,7 @@ export function registerTelemetryTools(server: McpServer, store: Store, selfTele
         ...components.map((c) => {
           const parts = [`${c.component} ${c.status.toUpperCase()}${c.reasons.length ? ` (${c.reasons.join('; ')})` : ''}`];
           if (c.requests) {
-            parts.push(`${c.requests.count} req, ${(c.requests.error_rate * 100).toFixed(1)}% err, p95 ${c.requests.p95_ms} ms`);
+            parts.push(`${c.requests.count} req, ${(c.requests.error_rate * 100).toFixed(1)}% err, p95 ${c.requests.p95_ms === null ? '-' : formatMs(c.requests.p95_ms)}`);
           }
           if (c.error_events) parts.push(`${c.error_events} error events`);
           if (c.permission_denials) parts.push(`${c.permission_denials} denials`);
