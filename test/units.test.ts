@@ -58,6 +58,20 @@ describe('the unit of a series', () => {
     reopened.close();
   });
 
+  it('is the last one sent when two processes write the series by turns', () => {
+    const path = join(tempDir(), 'kiwi.db');
+    const serve = new Store(path);
+    const ingest = new Store(path);
+    serve.writeRecords([metric(T0, 1, 'ms')]);
+    ingest.writeRecords([metric(T0 + 1, 0.002, 's')]);
+    expect(unitOf(serve, 'http.server.request.duration')).toBe('s');
+    // the unit serve sent before is sent again after the other's: it is the last one sent
+    serve.writeRecords([metric(T0 + 2, 3, 'ms')]);
+    expect(unitOf(ingest, 'http.server.request.duration')).toBe('ms');
+    serve.close();
+    ingest.close();
+  });
+
   it('rolls back with a write that fails: neither a series nor a unit of it is remembered', () => {
     const store = new Store(join(tempDir(), 'kiwi.db'));
     store.writeRecords([metric(T0, 1, 's')]);

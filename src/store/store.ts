@@ -288,9 +288,9 @@ export class Store {
   readonly path: string;
   private readonly seriesIds = new Map<string, number>();
   /**
-   * The unit stored for each series this Store has written, so that a point whose unit is already
-   * stored costs a map lookup, not a statement. Another process sharing the file may change a unit
-   * without this cache knowing: its next different unit is written, the same one is not.
+   * The unit of each series as this write transaction left it, so that the points of a series after
+   * its first cost a map lookup, not a statement. Emptied after every write: between two, another
+   * process sharing the file may have changed a unit.
    */
   private readonly seriesUnits = new Map<number, string | null>();
   /** Statements built from filters are prepared once per distinct SQL text. */
@@ -308,7 +308,7 @@ export class Store {
     return {
       seriesInsert: db.prepare('INSERT OR IGNORE INTO series (name, component, labels, unit) VALUES (?, ?, ?, ?)'),
       seriesId: db.prepare('SELECT id, unit FROM series WHERE name = ? AND component = ? AND labels = ?'),
-      seriesUnit: db.prepare('UPDATE series SET unit = ? WHERE id = ?'),
+      seriesUnit: db.prepare('UPDATE series SET unit = ? WHERE id = ? AND unit IS NOT ?'),
       pointUpsert: db.prepare(
         // a point sent again replaces the stored value; the same value again writes nothing (changes 0)
         'INSERT INTO points (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value',
@@ -464,16 +464,17 @@ export class Store {
   }
 
   /**
-   * Runs a write; when it fails, its transaction is rolled back, and with it any series it created
-   * or unit it changed: the caches of series ids and units are emptied, to be read again.
+   * Runs a write. When it fails, its transaction is rolled back, and with it any series it created:
+   * the cache of series ids is emptied, to be read again. The units it noted hold for it alone.
    */
   private forgettingSeriesOnFailure<T>(write: () => T): T {
     try {
       return write();
     } catch (err) {
       this.seriesIds.clear();
-      this.seriesUnits.clear();
       throw err;
+    } finally {
+      this.seriesUnits.clear();
     }
   }
 
@@ -526,10 +527,10 @@ export class Store {
     return id;
   }
 
-  /** Makes `unit` the unit of series `id`, writing only when it is not already the one stored. */
+  /** Makes `unit` the unit of series `id`; the row is written only when it holds another. */
   private noteUnit(id: number, unit: string): void {
     if (this.seriesUnits.get(id) === unit) return;
-    this.stmt.seriesUnit.run(unit, id);
+    this.stmt.seriesUnit.run(unit, id, unit);
     this.seriesUnits.set(id, unit);
   }
 
