@@ -469,6 +469,14 @@ describe('error budget forecast', () => {
     expect(forecast.suggested_action).toBeNull();
   });
 
+  it('writes a burn of a thousand and more as a whole number', () => {
+    const start = Array.from({ length: 6000 }, (_, i) => T0 + i * 6000);
+    const error = start.map((_, i) => (i >= 5400 ? 1 : 0));
+    const { forecast } = forecastErrorBudget({ component: 'svc', start, error, now: T0 + 10 * HOUR, objective: 0.001, windowDays: 1, horizonHours: 24 });
+    expect(forecast.error_budget!.burn_rate.estimate).toBeCloseTo(1000, 6);
+    expect(forecast.summary).toContain('(objective 0.100%, burn 1000×)');
+  });
+
   it('widens a quiet hour back to the 30th latest request, and refuses when a day holds fewer', () => {
     // One request every 10 minutes for 10 hours, every 5th failing: the last hour holds 6.
     const start = Array.from({ length: 60 }, (_, i) => T0 + i * 10 * MINUTE);

@@ -147,7 +147,7 @@ export function forecastErrorBudget(input: ErrorBudgetInput): ForecastWithChart 
       confidence_basis: `${n} requests over ${hoursText(coveredMs / HOUR_MS)} of the ${windowDays}-day window, ${recent} in the burn window (last ${hoursText(burnWindowMs / HOUR_MS)})`,
       ...(Number.isFinite(estimate) ? { hours_to_failure: round(estimate) } : {}),
       summary:
-        `${component}: error rate ${(rate * 100).toFixed(2)}% in the last ${hoursText(burnWindowMs / HOUR_MS)} (objective ${(objective * 100).toPrecision(3)}%, burn ${burn.estimate.toPrecision(3)}×); ` +
+        `${component}: error rate ${(rate * 100).toFixed(2)}% in the last ${hoursText(burnWindowMs / HOUR_MS)} (objective ${(objective * 100).toPrecision(3)}%, burn ${burnText(burn.estimate)}×); ` +
         `${Math.max(0, Math.round(remainingFraction * 100))}% of the ${windowDays}-day budget left, ${budgetText}` +
         (willExhaust ? ` — BUDGET SPENT within ${horizonHours} h` : ''),
       // no directive fixes errors by itself: analyze_root_cause finds what a person must revert
@@ -171,4 +171,9 @@ export function forecastErrorBudget(input: ErrorBudgetInput): ForecastWithChart 
 
 function round(v: number): number {
   return Number(v.toPrecision(4));
+}
+
+/** A burn rate to three figures, and a whole number from 100 on (toPrecision would write 1.00e+3). */
+function burnText(burn: number): string {
+  return burn >= 100 ? String(Math.round(burn)) : burn.toPrecision(3);
 }
