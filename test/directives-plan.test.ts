@@ -241,6 +241,38 @@ describe('plan: what detect, explain and forecast pass on to their tools', () =>
     expect((run.steps as { error: string | null }[])[1]!.error ?? '').not.toMatch(/^analyze_root_cause: start:/);
   });
 
+  it('an injected capability takes its own inputs: they are not checked as the tool its name shares would check them', async () => {
+    const s = setup();
+    const tools = inProcessToolCaller(() => createMcpServer(s.store, null));
+    const seen: Record<string, unknown>[] = [];
+    const engine = new DirectiveEngine({
+      store: s.store,
+      library: new DirectiveLibrary(s.directives),
+      scriptsDir: s.scripts,
+      policy: policy(),
+      tools,
+      capabilities: capabilitiesWithToolFallback(
+        {
+          detect: async (input) => {
+            seen.push(input);
+            return { anomalies: [] };
+          },
+        },
+        tools,
+      ),
+    });
+    s.write('d', `${head('d', '[read:metrics]')}steps:
+  - name: find
+    action: detect
+    inputs: { lookback: "60" }
+`);
+    const planned = await engine.run({ directive: 'd', principal: 'cli:t' });
+    expect(errorsOf(planned)).toEqual([]);
+    const run = await engine.run({ directive: 'd', principal: 'cli:t', mode: 'execute' });
+    expect(run.status).toBe('succeeded');
+    expect(seen).toEqual([{ lookback: '60' }]);
+  });
+
   it("query_metrics' narrowest bucket and forecast_failure's furthest horizon are checked as the tools check them", async () => {
     const s = withTools();
     s.write(

@@ -17,7 +17,7 @@ import { DirectiveExpressions, hasTemplate, type ExpressionContext } from './exp
 import type { DirectiveLibrary } from './library.js';
 import { formatDiagnostic } from './load.js';
 import { isAgent, type Policy } from './policy.js';
-import { CAPABILITY_TOOLS, isCapabilityName, type CapabilityRegistry, type ToolCaller, type ToolInfo } from './registry.js';
+import { CAPABILITY_TOOLS, isCapabilityName, reachesTool, type CapabilityRegistry, type ToolCaller, type ToolInfo } from './registry.js';
 import { FORBIDDEN_KEYS, type DirectiveDefinition, type Permission, type StepDefinition, type StepKind } from './schema.js';
 import { forbiddenKey, resolveScript, runScript } from './scripts.js';
 import {
@@ -792,8 +792,8 @@ export class DirectiveEngine {
           const problems = parsed === null ? actionInputProblems(needs.ref, inputs).map((p) => p.message) : parsed.success ? [] : parsed.error.issues.map(issueText);
           const wait = waitProblem(step, inputs, stepTimeoutMs(step));
           if (wait) problems.push(`${wait.field}: ${wait.message}`);
-          // detect, explain and forecast pass their inputs to a tool: what it would refuse (a lookback without a unit, a horizon too far) fails here
-          if (isCapabilityName(needs.ref)) problems.push(...this.toolArgumentProblems(CAPABILITY_TOOLS[needs.ref], inputs));
+          // detect, explain and forecast reached through their tool: what it would refuse (a lookback without a unit, a horizon too far) fails here
+          if (isCapabilityName(needs.ref) && reachesTool(this.capabilities[needs.ref])) problems.push(...this.toolArgumentProblems(CAPABILITY_TOOLS[needs.ref], inputs));
           if (problems.length) throw new Error(problems.join('; '));
           if (parsed?.success) entry.description = action.describe ? action.describe({ store: this.store, runs: this.runs, policy: this.policy }, parsed.data) : null;
         } else if (kind === 'script') {

@@ -55,19 +55,29 @@ export const REFUSED_TOOLS: ReadonlySet<string> = new Set(['run_directive']);
  * The registry a server uses: injected implementations first, else the capability's MCP tool when
  * the server has it (so a capability becomes available to directives as soon as its tool lands).
  */
+/** Capabilities reached through their MCP tool (capabilitiesWithToolFallback): their inputs are that tool's arguments. */
+const throughTool = new WeakSet<Capability>();
+
+/** Whether `capability` calls its MCP tool, so the tool's argument checks apply to its inputs; an injected one has its own. */
+export function reachesTool(capability: Capability | undefined): boolean {
+  return capability !== undefined && throughTool.has(capability);
+}
+
 export function capabilitiesWithToolFallback(injected: CapabilityRegistry, tools: ToolCaller | null): CapabilityRegistry {
   const registry: CapabilityRegistry = { ...injected };
   if (!tools) return registry;
   for (const name of Object.keys(CAPABILITY_TOOLS) as CapabilityName[]) {
     if (registry[name]) continue;
     const tool = CAPABILITY_TOOLS[name];
-    registry[name] = async (input, signal) => {
+    const viaTool: Capability = async (input, signal) => {
       const available = await tools.list();
       if (!available.some((t) => t.name === tool)) throw new Error(`capability "${name}" is not available in this server (no ${tool} tool yet)`);
       const result = await tools.call(tool, input, signal);
       if (result.isError) throw new Error(`${tool}: ${result.text}`);
       return result.structured ?? { text: result.text };
     };
+    throughTool.add(viaTool);
+    registry[name] = viaTool;
   }
   return registry;
 }
