@@ -4,6 +4,7 @@
  * leaves the undo of its changes, which the next process applies.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Policy } from '../src/directives/policy.js';
@@ -142,6 +143,12 @@ describe('directive runs interrupted', () => {
     kiwi.store.db.prepare('UPDATE directive_runs SET owner = ?, updated_at = ? WHERE id = ?').run('other-host:1', Date.now() - 31 * 60_000, id);
     const engine = new DirectiveService({ store: kiwi.store, directivesDir: s.directives, policy: Policy.load(s.policy) }).engine;
     expect((await engine.recoverInterrupted()).map((r) => r.status)).toEqual(['rolled_back']);
+    // nor may it record a change it made meanwhile over what the new owner left of the closed run
+    const runs = new DirectiveRunStore(kiwi.store.db);
+    const undoOf = () => kiwi.store.db.prepare('SELECT undo FROM directive_runs WHERE id = ?').pluck().get(id);
+    const left = undoOf();
+    expect(runs.saveUndo(id, [{ action: 'settings.restore', inputs: {}, description: 'late' }], Date.now(), `${hostname()}:${process.pid}`)).toBe(false);
+    expect(undoOf()).toBe(left);
     await kiwi.close(); // the old owner's wait is interrupted; it must not finish the run its own way
     const after = readBack(s.db, id);
     expect(after.run!.error).toMatch(/^interrupted: the process running it \(other-host:1\) stopped; 1 change\(s\) undone$/);

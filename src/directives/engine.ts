@@ -1145,7 +1145,12 @@ export class DirectiveEngine {
       }
       if (result.undo && phase === 'steps') {
         state.applied.push(result.undo);
-        this.runs.saveUndo(state.run.id, state.applied, Date.now());
+        if (!this.runs.saveUndo(state.run.id, state.applied, Date.now(), OWNER)) {
+          // taken over: the new owner undid what the run had recorded, which this change is not
+          const as = { directive: frame.directive.name, principal: state.principal, runId: state.run.id, mask: state.mask };
+          await this.undoChanges(as, state.principal, state.applied, state.applied.length - 1);
+          throw new RunTakenOver(`run ${state.run.id} was taken over by another process`);
+        }
       }
       outputs.push(result.output);
       record({ ref: needs.ref, inputs, output: result.output, attempts, item_index: itemIndex, duration_ms: Date.now() - itemStarted });
@@ -1346,7 +1351,7 @@ export class DirectiveEngine {
         errors.push(`${undo.description}: ${(err as Error).message}`);
         each?.(undo, started, 'failed', null, (err as Error).message);
       }
-      this.runs.saveUndo(as.runId, changes, Date.now());
+      this.runs.saveUndo(as.runId, changes, Date.now(), OWNER);
     }
     return { undone, errors };
   }

@@ -119,7 +119,7 @@ export class DirectiveRunStore {
       takeOver: db.prepare(
         "UPDATE directive_runs SET owner = @to, updated_at = @now WHERE id = @id AND status = 'running' AND owner IS @from AND updated_at = @seen",
       ),
-      saveUndo: db.prepare('UPDATE directive_runs SET undo = @undo, updated_at = @now WHERE id = @id'),
+      saveUndo: db.prepare("UPDATE directive_runs SET undo = @undo, updated_at = @now WHERE id = @id AND status = 'running' AND owner = @owner"),
       touch: db.prepare("UPDATE directive_runs SET updated_at = @now WHERE id = @id AND status = 'running' AND owner = @owner"),
       running: db.prepare("SELECT id, directive, owner, requested_by, updated_at, undo FROM directive_runs WHERE status = 'running'"),
       save: db.prepare(
@@ -176,9 +176,12 @@ export class DirectiveRunStore {
     return this.stmt.takeOver.run({ id: run.id, from: run.owner, to, now, seen: run.updated_at }).changes === 1;
   }
 
-  /** Keeps the undo of every change the run has applied so far, so another process can undo them if this one stops. */
-  saveUndo(id: string, undo: readonly unknown[], now: number): void {
-    this.stmt.saveUndo.run({ id, undo: JSON.stringify(undo), now });
+  /**
+   * Keeps the undo of every change the run has applied so far, so another process can undo them if
+   * this one stops. False when `owner` no longer runs it (another process took it over, or closed it).
+   */
+  saveUndo(id: string, undo: readonly unknown[], now: number, owner: string): boolean {
+    return this.stmt.saveUndo.run({ id, undo: JSON.stringify(undo), now, owner }).changes === 1;
   }
 
   running(): RunningRun[] {
