@@ -229,6 +229,20 @@ describe('a nested directive that fails leaves nothing of itself applied', () =>
   });
 });
 
+describe("a nested directive's finally", () => {
+  it('that fails fails the outer run, as a failing finally of its own would, and undoes nothing', async () => {
+    const s = setup();
+    s.write('inner', inner('').replace('finally:\n', `finally:\n  - name: inner_cleanup\n${NOT_VERIFIED}`));
+    s.write('outer', outer('', ''));
+    const run = await execute(s);
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatch(/^finally: inner>finally\[0\] \(inner_cleanup\) failed: not verified/);
+    // the change stays, as a run whose finally step failed leaves its changes
+    expect(readSetting(s.store, 'mcp.timeout_ms')).toEqual({ svc: 30000 });
+    expect(messages(s)).toEqual(['inner finally on svc']);
+  });
+});
+
 describe('a nested directive\'s lock row is shown as part of its outer run', () => {
   it('list_directive_runs and get_directive_run mark it with its parent and point there', async () => {
     const s = setup();

@@ -240,6 +240,8 @@ interface RunState {
    * undo all it had applied, as `path (name) failed: ...`: the run cannot end succeeded or rolled_back.
    */
   leftApplied: string[];
+  /** Errors of nested directives' finally steps: they fail the run as its own finally steps' do. */
+  nestedFinallyErrors: string[];
 }
 
 /** Audit details a log line repeats: what happened, never what a step read or wrote. */
@@ -931,6 +933,7 @@ export class DirectiveEngine {
       locks,
       nestedFailures: new Map(),
       leftApplied: [],
+      nestedFinallyErrors: [],
     };
     let failure: Error | null = null;
     try {
@@ -962,7 +965,7 @@ export class DirectiveEngine {
       cleanupErrors.push(...(await this.undoApplied(frame, state)));
       cleanupErrors.push(...(await this.executeSteps(frame, state, frame.directive.rollback ?? [], 'rollback', `${frame.prefix}rollback`, true)));
     } else this.skipSteps(frame, state, 'rollback', [[frame.directive.rollback ?? [], `${frame.prefix}rollback`]]);
-    const finallyErrors = await this.executeSteps(frame, state, frame.directive.finally ?? [], 'finally', `${frame.prefix}finally`, true);
+    const finallyErrors = [...state.nestedFinallyErrors, ...(await this.executeSteps(frame, state, frame.directive.finally ?? [], 'finally', `${frame.prefix}finally`, true))];
 
     let status: RunStatus = 'succeeded';
     const problems: string[] = [];
@@ -1266,7 +1269,7 @@ export class DirectiveEngine {
       takenOver = err instanceof RunTakenOver;
       throw err;
     } finally {
-      if (!takenOver) await this.executeSteps(childFrame, state, child.finally ?? [], 'finally', `${childFrame.prefix}finally`, true);
+      if (!takenOver) state.nestedFinallyErrors.push(...(await this.executeSteps(childFrame, state, child.finally ?? [], 'finally', `${childFrame.prefix}finally`, true)));
       state.mask = parentMask;
     }
     const outputs: Record<string, unknown> = {};
