@@ -1,7 +1,7 @@
 /** Known-answer tests for the forecasting models and the numeric code under them, and each refusal. */
 import { inflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { renderChart } from '../src/forecast/chart.js';
+import { leastCovering, renderChart } from '../src/forecast/chart.js';
 import { connectionDropProbability, connectionHistory, forecastConnection } from '../src/forecast/connection.js';
 import { forecastErrorBudget, wilsonInterval } from '../src/forecast/error-budget.js';
 import { forecastLatency, latencyBuckets } from '../src/forecast/latency.js';
@@ -510,6 +510,19 @@ describe('chart', () => {
     }
     return out;
   }
+
+  it("puts the threshold's label where it hides the least of the series, and never on the NOW mark", () => {
+    const right = { x: 300, y: 40, w: 80, h: 18 };
+    const left = { x: 120, y: 40, w: 80, h: 18 };
+    const nowhere = { x: 0, y: 0, w: 1, h: 1 };
+    // a forecast rising through the right end: the label goes left
+    expect(leastCovering([right, left], [[310, 50], [330, 45], [150, 200]], nowhere)).toBe(left);
+    // nothing under either: the first place
+    expect(leastCovering([right, left], [[150, 200]], nowhere)).toBe(right);
+    // the NOW mark weighs more than a few points
+    expect(leastCovering([right, left], [[150, 45], [160, 45]], { x: 290, y: 40, w: 40, h: 22 })).toBe(left);
+    expect(leastCovering([right, left], [[310, 50]], { x: 110, y: 40, w: 40, h: 22 })).toBe(right);
+  });
 
   it('is a valid PNG with the threshold drawn in red at its value', () => {
     const spec: ChartSpec = {

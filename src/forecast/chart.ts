@@ -86,9 +86,19 @@ export function renderChart(spec: ChartSpec, size: ChartSize = {}): Buffer {
     const y = py(spec.threshold.value);
     raster.dashedHorizontal(plot.x, plot.x + plot.w, y, COLORS.threshold, 8, 5, 2);
     const label = spec.threshold.label;
-    const labelY = y - 20 >= plot.y ? y - 20 : y + 6;
-    raster.fillRect(plot.x + plot.w - Raster.textWidth(label, 2) - 10, labelY - 2, Raster.textWidth(label, 2) + 8, 18, [255, 255, 255], 0.85);
-    raster.text(plot.x + plot.w - Raster.textWidth(label, 2) - 6, labelY, label, COLORS.threshold, 2);
+    const w = Raster.textWidth(label, 2) + 8;
+    const above = y - 22 >= plot.y ? y - 22 : null;
+    const below = y + 4 + 18 <= plot.y + plot.h ? y + 4 : null;
+    const right = plot.x + plot.w - w - 2;
+    const left = plot.x + 4;
+    // beside the line, where it hides the least of the series (and of the NOW mark): right first
+    const candidates = [above, below].flatMap((top) => (top === null ? [] : [{ x: right, y: top, w, h: 18 }, { x: left, y: top, w, h: 18 }]));
+    const drawn = [spec.actual, spec.forecast, ...(spec.band ? [{ xs: spec.band.xs, ys: spec.band.upper }, { xs: spec.band.xs, ys: spec.band.lower }] : [])];
+    const points = drawn.flatMap((line) => alongLine(line.xs.map(px), line.ys.map((v) => py(v))));
+    const nowMark: Rect = { x: nowX - 2, y: plot.y, w: Raster.textWidth('NOW', 2) + 8, h: 22 };
+    const box = leastCovering(candidates.length ? candidates : [{ x: right, y: y + 4, w, h: 18 }], points, nowMark);
+    raster.fillRect(box.x, box.y, box.w, box.h, [255, 255, 255], 0.85);
+    raster.text(box.x + 4, box.y + 2, label, COLORS.threshold, 2);
   }
 
   // legend
@@ -177,6 +187,44 @@ function formatValue(v: number, unit: ChartSpec['unit'], inGib: boolean): string
     case 'fraction':
       return `${Math.round(v * 100)}%`;
   }
+}
+
+/**
+ * Of the places a label may go (best first), the one over the fewest of the drawn points, and not
+ * over `avoid`: the first of those tied.
+ */
+export function leastCovering(candidates: readonly Rect[], points: readonly (readonly [number, number])[], avoid: Rect): Rect {
+  const inside = (r: Rect, x: number, y: number) => x >= r.x - 2 && x <= r.x + r.w + 2 && y >= r.y - 2 && y <= r.y + r.h + 2;
+  const overlaps = (a: Rect, b: Rect) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  let best = candidates[0]!;
+  let bestCost = Infinity;
+  for (const candidate of candidates) {
+    let cost = overlaps(candidate, avoid) ? 1_000 : 0;
+    for (const [x, y] of points) if (inside(candidate, x, y)) cost++;
+    if (cost < bestCost) {
+      best = candidate;
+      bestCost = cost;
+    }
+  }
+  return best;
+}
+
+/** Points along a polyline, its vertices and every 4 px between them: what a label over it would hide. */
+function alongLine(xs: readonly number[], ys: readonly number[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i]!;
+    const y = ys[i]!;
+    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    const px = xs[i - 1];
+    const py = ys[i - 1];
+    if (px !== undefined && py !== undefined && Number.isFinite(px) && Number.isFinite(py)) {
+      const steps = Math.min(500, Math.floor(Math.hypot(x - px, y - py) / 4));
+      for (let k = 1; k < steps; k++) out.push([px + ((x - px) * k) / steps, py + ((y - py) * k) / steps]);
+    }
+    out.push([x, y]);
+  }
+  return out;
 }
 
 function timeLabel(t: number, step: number): string {
