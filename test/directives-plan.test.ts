@@ -13,7 +13,7 @@ import { packagedDir } from '../src/directives/service.js';
 import { validateDirective } from '../src/directives/validate.js';
 import { createMcpServer } from '../src/mcp/server.js';
 import { inProcessToolCaller } from '../src/mcp/tools/directives.js';
-import { capabilitiesWithToolFallback } from '../src/directives/registry.js';
+import { capabilitiesWithToolFallback, type CapabilityRegistry, type ToolCaller } from '../src/directives/registry.js';
 import { readSetting } from '../src/settings.js';
 import { Store } from '../src/store/store.js';
 import { directiveSetup, policy, type DirectiveSetup } from './helpers/directives.js';
@@ -31,16 +31,22 @@ function setup(options: Parameters<typeof directiveSetup>[2] = {}): DirectiveSet
 }
 
 /** A setup whose tool steps reach Kiwi's own tools, as the server's do. */
-function withTools(): DirectiveSetup {
+/**
+ * An engine whose tool steps call Kiwi's own tools in-process; with `capabilities`, detect, explain
+ * and forecast are those given, else reached through their tools.
+ */
+function withTools(capabilities?: CapabilityRegistry): DirectiveSetup & { tools: ToolCaller } {
   const s = setup();
+  const tools = inProcessToolCaller(() => createMcpServer(s.store, null));
   const engine = new DirectiveEngine({
     store: s.store,
     library: new DirectiveLibrary(s.directives),
     scriptsDir: s.scripts,
     policy: policy(),
-    tools: inProcessToolCaller(() => createMcpServer(s.store, null)),
+    tools,
+    ...(capabilities ? { capabilities: capabilitiesWithToolFallback(capabilities, tools) } : {}),
   });
-  return { ...s, engine };
+  return { ...s, engine, tools };
 }
 
 const head = (name: string, permissions = '[read:metrics, write:settings, write:events]') =>
@@ -192,16 +198,8 @@ steps:
 
 describe('plan: what detect, explain and forecast pass on to their tools', () => {
   it('a duration or time the tool would refuse fails the plan, naming the step, not the execute', async () => {
-    const s = setup();
-    const tools = inProcessToolCaller(() => createMcpServer(s.store, null));
-    const engine = new DirectiveEngine({
-      store: s.store,
-      library: new DirectiveLibrary(s.directives),
-      scriptsDir: s.scripts,
-      policy: policy(),
-      tools,
-      capabilities: capabilitiesWithToolFallback({}, tools),
-    });
+    const s = withTools({});
+    const { engine, tools } = s;
     s.write(
       'd',
       `${head('d', '[read:metrics]')}inputs:\n  span: { type: string, default: 60m }\n  ahead: { type: string, default: 6h }\n  since: { type: string, default: -2h }\nsteps:
@@ -242,25 +240,14 @@ describe('plan: what detect, explain and forecast pass on to their tools', () =>
   });
 
   it('an injected capability takes its own inputs: they are not checked as the tool its name shares would check them', async () => {
-    const s = setup();
-    const tools = inProcessToolCaller(() => createMcpServer(s.store, null));
     const seen: Record<string, unknown>[] = [];
-    const engine = new DirectiveEngine({
-      store: s.store,
-      library: new DirectiveLibrary(s.directives),
-      scriptsDir: s.scripts,
-      policy: policy(),
-      tools,
-      capabilities: capabilitiesWithToolFallback(
-        {
-          detect: async (input) => {
-            seen.push(input);
-            return { anomalies: [] };
-          },
-        },
-        tools,
-      ),
+    const s = withTools({
+      detect: async (input) => {
+        seen.push(input);
+        return { anomalies: [] };
+      },
     });
+    const { engine } = s;
     s.write('d', `${head('d', '[read:metrics]')}steps:
   - name: find
     action: detect
