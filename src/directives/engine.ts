@@ -1150,8 +1150,7 @@ export class DirectiveEngine {
         state.applied.push(result.undo);
         if (!this.runs.saveUndo(state.run.id, state.applied, Date.now(), OWNER)) {
           // taken over: the new owner undid what the run had recorded, which this change is not
-          const as = { directive: frame.directive.name, principal: state.principal, runId: state.run.id, mask: state.mask };
-          await this.undoChanges(as, state.principal, state.applied, state.applied.length - 1);
+          await this.undoApplied(frame, state, state.applied.length - 1);
           throw new RunTakenOver(`run ${state.run.id} was taken over by another process`);
         }
       }
