@@ -216,11 +216,11 @@ function alongLine(xs: readonly number[], ys: readonly number[]): [number, numbe
     const x = xs[i]!;
     const y = ys[i]!;
     if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
-    const px = xs[i - 1];
-    const py = ys[i - 1];
-    if (px !== undefined && py !== undefined && Number.isFinite(px) && Number.isFinite(py)) {
-      const steps = Math.min(500, Math.floor(Math.hypot(x - px, y - py) / 4));
-      for (let k = 1; k < steps; k++) out.push([px + ((x - px) * k) / steps, py + ((y - py) * k) / steps]);
+    const prevX = xs[i - 1];
+    const prevY = ys[i - 1];
+    if (prevX !== undefined && prevY !== undefined && Number.isFinite(prevX) && Number.isFinite(prevY)) {
+      const steps = Math.min(500, Math.floor(Math.hypot(x - prevX, y - prevY) / 4));
+      for (let k = 1; k < steps; k++) out.push([prevX + ((x - prevX) * k) / steps, prevY + ((y - prevY) * k) / steps]);
     }
     out.push([x, y]);
   }
